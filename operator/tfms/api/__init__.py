@@ -1,0 +1,1 @@
+"""The TFModelService resource: schema, defaults, validation, typed model and names."""

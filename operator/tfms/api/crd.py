@@ -1,0 +1,64 @@
+"""The CustomResourceDefinition, generated from `schema` (crds/ holds its output)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tfms.api import names
+from tfms.api.schema import object_schema
+
+
+def structural(schema: Any) -> Any:
+    """The schema as Kubernetes accepts it.
+
+    Kubernetes forbids `additionalProperties` beside `properties` and prunes unknown
+    fields itself (kubectl's strict field validation reports them), so that key goes.
+    """
+    if isinstance(schema, dict):
+        return {k: structural(v) for k, v in schema.items()
+                if not (k == "additionalProperties" and v is False)}
+    if isinstance(schema, list):
+        return [structural(v) for v in schema]
+    return schema
+
+
+def crd() -> dict[str, Any]:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": names.CRD_NAME},
+        "spec": {
+            "group": names.GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": names.KIND,
+                "listKind": names.LIST_KIND,
+                "plural": names.PLURAL,
+                "singular": names.SINGULAR,
+                "shortNames": list(names.SHORT_NAMES),
+                "categories": list(names.CATEGORIES),
+            },
+            "versions": [{
+                "name": names.VERSION,
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "schema": {"openAPIV3Schema": structural(object_schema())},
+                "additionalPrinterColumns": [
+                    {"name": "URL", "type": "string", "jsonPath": ".status.url"},
+                    {"name": "Ready", "type": "string",
+                     "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"},
+                    {"name": "Revision", "type": "string", "jsonPath": ".status.latestReadyRevision"},
+                    {"name": "Reason", "type": "string",
+                     "jsonPath": ".status.conditions[?(@.type==\"Ready\")].reason"},
+                    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                ],
+            }],
+        },
+    }
+
+
+if __name__ == "__main__":
+    import yaml
+
+    print(yaml.safe_dump(crd(), sort_keys=False), end="")

@@ -1,0 +1,1 @@
+"""All I/O with Google Cloud; only our own error types leave this package."""

@@ -1,0 +1,168 @@
+"""Cloud Run Admin API v2 through the real async `google-cloud-run` client.
+
+Services travel as proto3-JSON dicts (what the pure layers render and compare); this module
+alone converts them to and from `run_v2` messages and maps client exceptions to ours.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import grpc
+from google.api_core import exceptions as gexc
+from google.auth import exceptions as auth_exc
+from google.cloud import run_v2
+from google.cloud.run_v2.services.revisions.transports import RevisionsGrpcAsyncIOTransport
+from google.cloud.run_v2.services.services.transports import ServicesGrpcAsyncIOTransport
+from google.protobuf import json_format
+
+from tfms.backends.errors import (
+    BackendError,
+    CredentialsMissing,
+    NotFound,
+    Permanent,
+    RevisionNameConflict,
+    Transient,
+)
+
+T = TypeVar("T")
+Doc = dict[str, Any]
+
+# Statuses that succeed when simply tried again later. ABORTED is Cloud Run's stale-etag /
+# concurrent-change answer, which a fresh read-modify-write resolves.
+_TRANSIENT = (
+    gexc.ServiceUnavailable,
+    gexc.TooManyRequests,
+    gexc.DeadlineExceeded,
+    gexc.GatewayTimeout,
+    gexc.InternalServerError,
+    gexc.Aborted,
+)
+
+
+def to_doc(message: Any) -> Doc:
+    """A proto-plus message as proto3 JSON (camelCase, enum names, defaults omitted)."""
+    pb = type(message).pb(message)
+    doc: Doc = json_format.MessageToDict(pb, preserving_proto_field_name=False)
+    return doc
+
+
+def to_service(doc: Doc) -> run_v2.Service:
+    service: run_v2.Service = run_v2.Service.from_json(json.dumps(doc))
+    return service
+
+
+def translate(exc: Exception, what: str) -> BackendError:
+    """Our error for a client exception; the API's own message is kept for users."""
+    message = getattr(exc, "message", None) or str(exc)
+    code = type(exc).__name__
+    if isinstance(exc, gexc.NotFound):
+        return NotFound(f"{what}: {message}", code)
+    if isinstance(exc, (gexc.AlreadyExists, gexc.Conflict)) and "different configuration" in message:
+        return RevisionNameConflict(f"{what}: {message}", code)
+    if isinstance(exc, _TRANSIENT):
+        return Transient(f"{what}: {message}", code)
+    if isinstance(exc, gexc.GoogleAPICallError):
+        return Permanent(f"{what}: {message}", code)
+    if isinstance(exc, auth_exc.DefaultCredentialsError):
+        return CredentialsMissing(
+            "no Application Default Credentials found; run `gcloud auth application-default login`, "
+            "use workload identity, or pass --endpoint / TFMS_CLOUDRUN_ENDPOINT for an emulator", code)
+    if isinstance(exc, grpc.RpcError):
+        return Transient(f"{what}: {exc}", code)
+    raise exc
+
+
+async def _call(what: str, fn: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return await fn()
+    except BackendError:
+        raise
+    except Exception as exc:  # translated or re-raised by `translate`
+        raise translate(exc, what) from exc
+
+
+class CloudRun:
+    """One project-agnostic connection to the Cloud Run Admin API (or an emulator)."""
+
+    def __init__(self, services: run_v2.ServicesAsyncClient, revisions: run_v2.RevisionsAsyncClient,
+                 channel: grpc.aio.Channel | None = None) -> None:
+        self._services = services
+        self._revisions = revisions
+        self._channel = channel
+
+    @classmethod
+    def connect(cls, endpoint: str | None = None) -> CloudRun:
+        """`endpoint` (host:port) means a plaintext emulator; None means Google with ADC.
+
+        Must be called inside the event loop that will use it (grpc.aio channels are bound
+        to their loop).
+        """
+        if endpoint:
+            channel = grpc.aio.insecure_channel(endpoint)
+            return cls(
+                run_v2.ServicesAsyncClient(transport=ServicesGrpcAsyncIOTransport(channel=channel)),
+                run_v2.RevisionsAsyncClient(transport=RevisionsGrpcAsyncIOTransport(channel=channel)),
+                channel,
+            )
+        try:
+            return cls(run_v2.ServicesAsyncClient(), run_v2.RevisionsAsyncClient())
+        except Exception as exc:
+            raise translate(exc, "connecting to Cloud Run") from exc
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+        else:
+            await self._services.transport.close()  # type: ignore[no-untyped-call]
+            await self._revisions.transport.close()  # type: ignore[no-untyped-call]
+
+    async def get_service(self, name: str) -> Doc | None:
+        try:
+            svc = await _call(f"get {name}", lambda: self._services.get_service(name=name))
+        except NotFound:
+            return None
+        return to_doc(svc)
+
+    async def list_services(self, parent: str) -> list[Doc]:
+        async def collect() -> list[Doc]:
+            pager = await self._services.list_services(parent=parent)
+            return [to_doc(s) async for s in pager]
+        return await _call(f"list services in {parent}", collect)
+
+    async def create_service(self, parent: str, service_id: str, body: Doc) -> str:
+        """Start the create; returns the operation name without waiting for it."""
+        request = run_v2.CreateServiceRequest(parent=parent, service_id=service_id, service=to_service(body))
+        op = await _call(f"create {parent}/services/{service_id}",
+                         lambda: self._services.create_service(request=request))
+        return str(op.operation.name)
+
+    async def update_service(self, name: str, body: Doc, etag: str = "") -> str:
+        """Replace the service with `body` (never a read-modify-write of the template)."""
+        service = to_service({**body, "name": name, **({"etag": etag} if etag else {})})
+        op = await _call(f"update {name}", lambda: self._services.update_service(service=service))
+        return str(op.operation.name)
+
+    async def delete_service(self, name: str) -> None:
+        try:
+            await _call(f"delete {name}", lambda: self._services.delete_service(name=name))
+        except NotFound:
+            return
+
+    async def list_revisions(self, service: str) -> list[Doc]:
+        async def collect() -> list[Doc]:
+            pager = await self._revisions.list_revisions(parent=service)
+            return [to_doc(r) async for r in pager]
+        return await _call(f"list revisions of {service}", collect)
+
+
+@asynccontextmanager
+async def connected(endpoint: str | None) -> AsyncIterator[CloudRun]:
+    backend = CloudRun.connect(endpoint)
+    try:
+        yield backend
+    finally:
+        await backend.close()

@@ -1,0 +1,1 @@
+"""The `tfms` command line."""

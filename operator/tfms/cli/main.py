@@ -1,0 +1,161 @@
+"""`tfms` subcommands. Exit codes: 0 ok, 1 invalid spec or not ready, 2 usage or I/O error."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+import yaml
+
+from tfms import logs
+from tfms.api.defaults import Defaults
+from tfms.api.errors import SpecInvalid
+from tfms.api.validation import validate
+from tfms.cli.files import ManifestError, load
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "")
+    try:
+        return float(raw) if raw else default
+    except ValueError:
+        raise SystemExit(f"error: {name} must be a number, got {raw!r}") from None
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    defaults = Defaults.from_env(os.environ)
+    manifests = load(args.files)
+    bad = 0
+    for m in manifests:
+        errors = validate(m.obj, defaults)
+        if errors:
+            bad += 1
+            print(f"{m.source}: {len(errors)} error(s)")
+            for e in errors:
+                print(f"  - {e}")
+        else:
+            print(f"{m.source}: ok")
+    return EXIT_INVALID if bad else EXIT_OK
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from tfms.cli.apply import parse_all
+    from tfms.render.cloudrun import render_service
+
+    services = parse_all(load(args.files), Defaults.from_env(os.environ))
+    docs = [{"name": r.name, **r.body} for r in map(render_service, services)]
+    if args.output == "json":
+        print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2))
+    else:
+        print(yaml.safe_dump_all(docs, sort_keys=False), end="")
+    return EXIT_OK
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    from tfms.api.defaults import Defaults as _Defaults
+    from tfms.cli.apply import apply_all, parse_all, results_table
+    from tfms.plan.convergence import Phase
+
+    services = parse_all(load(args.files), _Defaults.from_env(os.environ))
+    endpoint = args.endpoint or os.environ.get("TFMS_CLOUDRUN_ENDPOINT") or None
+    results = asyncio.run(apply_all(
+        services, endpoint, wait=not args.no_wait, timeout=args.timeout,
+        interval=_env_float("TFMS_POLL_INTERVAL", 1.0),
+    ))
+    print(results_table(results))
+    ok = all(r.state.phase is Phase.READY or (args.no_wait and not r.state.done) for r in results)
+    return EXIT_OK if ok else EXIT_INVALID
+
+
+def cmd_emulator(args: argparse.Namespace) -> int:
+    from tfms.emulator import EmulatorConfig, serve_forever
+
+    executor = None
+    if args.local:
+        from tfms.emulator.local import LocalExecutor
+
+        executor = LocalExecutor()
+    serve_forever(args.host, args.port, EmulatorConfig(ready_delay=args.ready_delay), executor)
+    return EXIT_OK
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from tfms.cli.up import up
+
+    return up(args.files, host=args.host, port=args.port, timeout=args.timeout)
+
+
+def cmd_crd(args: argparse.Namespace) -> int:
+    from tfms.api.crd import crd
+
+    print(yaml.safe_dump(crd(), sort_keys=False), end="")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tfms", description="Serve TensorFlow models on Google Cloud Run.")
+    parser.add_argument("--log-level", default=os.environ.get("TFMS_LOG_LEVEL", "WARNING"))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="check TFModelService manifests; print every error")
+    p.add_argument("files", nargs="+", metavar="FILE|DIR")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("render", help="print the Cloud Run v2 Service a manifest becomes")
+    p.add_argument("files", nargs="+", metavar="FILE|DIR")
+    p.add_argument("-o", "--output", choices=["yaml", "json"], default="yaml")
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("apply", help="make Cloud Run match the manifests, then wait until ready")
+    p.add_argument("-f", "--filename", dest="files", action="append", required=True, metavar="FILE|DIR")
+    p.add_argument("--endpoint", help="a Cloud Run emulator host:port (else TFMS_CLOUDRUN_ENDPOINT, "
+                   "else Google Cloud with Application Default Credentials)")
+    p.add_argument("--timeout", type=float, default=_env_float("TFMS_APPLY_TIMEOUT", 600.0),
+                   help="seconds to wait for each service to be ready")
+    p.add_argument("--no-wait", action="store_true", help="write and return without waiting")
+    p.set_defaults(func=cmd_apply)
+
+    p = sub.add_parser("emulator", help="run the local Cloud Run Admin API v2 emulator")
+    p.add_argument("--host", default=os.environ.get("TFMS_EMULATOR_HOST", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("TFMS_EMULATOR_PORT", "8089")))
+    p.add_argument("--local", action="store_true", help="run every ready revision as a local model server")
+    p.add_argument("--ready-delay", type=float, default=0.0,
+                   help="seconds a simulated revision takes to become ready")
+    p.set_defaults(func=cmd_emulator)
+
+    p = sub.add_parser("up", help="serve manifests locally: emulator + model servers + router")
+    p.add_argument("files", nargs="+", metavar="FILE|DIR")
+    p.add_argument("--host", default=os.environ.get("TFMS_EMULATOR_HOST", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("TFMS_EMULATOR_PORT", "8089")),
+                   help="emulator port, for `tfms apply --endpoint` while up runs (0 picks one)")
+    p.add_argument("--timeout", type=float, default=_env_float("TFMS_APPLY_TIMEOUT", 600.0))
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("crd", help="print the TFModelService CustomResourceDefinition")
+    p.set_defaults(func=cmd_crd)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logs.setup(args.log_level)
+    try:
+        return int(args.func(args))
+    except SpecInvalid as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except ManifestError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""`Emulator`: the control plane served over real gRPC, plus `serve_forever` for the CLI."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from concurrent import futures
+from types import FrameType, TracebackType
+
+import grpc
+
+from .config import EmulatorConfig
+from .control import Control
+from .executor import Executor
+from .handlers import METHOD_NAMES, generic_handlers
+from .plane import ControlPlane
+from .simulated import SimulatedExecutor
+from .state import StateView
+
+
+class Emulator:
+    """A local Cloud Run Admin API v2 on loopback gRPC.
+
+    Point the real client at it with
+    `ServicesClient(transport=ServicesGrpcTransport(channel=grpc.insecure_channel(emu.address)))`.
+    `stop()` also closes the executor.
+    """
+
+    def __init__(self, config: EmulatorConfig | None = None, executor: Executor | None = None) -> None:
+        self.config = config or EmulatorConfig()
+        self.executor: Executor = executor or SimulatedExecutor(ready_delay=self.config.ready_delay)
+        self.control = Control(METHOD_NAMES, operation_polls=self.config.operation_polls)
+        self._plane = ControlPlane(self.config, self.executor, self.control)
+        self.executor.bind(self._plane)
+        self._server: grpc.Server | None = None
+        self._address = ""
+        self._stopped = False
+
+    @property
+    def address(self) -> str:
+        """`host:port` the server listens on (after `start`)."""
+        if not self._address:
+            raise RuntimeError("emulator not started")
+        return self._address
+
+    @property
+    def state(self) -> StateView:
+        """A consistent copy of all services, revisions, IAM policies and operations."""
+        return self._plane.snapshot()
+
+    def wait_until(self, predicate: Callable[[StateView], bool], timeout: float = 5.0) -> bool:
+        """Wait for a condition on the state (no sleep-and-hope in tests)."""
+        return self._plane.wait_until(predicate, timeout)
+
+    def wait_executor_idle(self, timeout: float = 5.0) -> bool:
+        """Wait until every executor call decided so far (launch, set_routes, ...) has been made."""
+        return self._plane.wait_effects(timeout)
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        if self._server is not None or self._stopped:
+            raise RuntimeError("an Emulator can be started once")
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=self.config.max_workers, thread_name_prefix="tfms-emulator"),
+            handlers=generic_handlers(self._plane, self.control),
+        )
+        bind_host = f"[{host}]" if ":" in host else host
+        bound = server.add_insecure_port(f"{bind_host}:{port}")
+        if not bound:
+            raise OSError(f"cannot listen on {bind_host}:{port}")
+        server.start()
+        self._server = server
+        self._address = f"{bind_host}:{bound}"
+        return self._address
+
+    def stop(self, grace: float = 1.0) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._server is not None:
+            self._server.stop(grace).wait()
+        self._plane.close()
+        self.executor.close()
+
+    def __enter__(self) -> Emulator:
+        if self._server is None:
+            self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def serve_forever(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    config: EmulatorConfig | None = None,
+    executor: Executor | None = None,
+    ready: Callable[[str], None] | None = None,
+) -> None:
+    """Run an emulator until SIGINT/SIGTERM (`tfms emulator --port N`).
+
+    `ready` gets the bound address; by default it is printed, so a parent process can read
+    the port when `port=0`. Must be called from the main thread (signal handlers).
+    """
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    emulator = Emulator(config, executor)
+    try:
+        address = emulator.start(host, port)
+        if ready is None:
+            print(f"tfms emulator listening on {address}", flush=True, file=sys.stdout)
+        else:
+            ready(address)
+        stop.wait()
+    finally:
+        emulator.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,1 @@
+"""Pure decisions: compare desired with live Cloud Run state and read its convergence."""

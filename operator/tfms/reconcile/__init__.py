@@ -1,0 +1,1 @@
+"""Orchestration: make Cloud Run match a TFModelService, through backend interfaces only."""

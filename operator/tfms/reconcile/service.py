@@ -1,0 +1,91 @@
+"""Reconcile one TFModelService: render, compare, write only when needed, then watch.
+
+Shared by `tfms apply`, `tfms up` and the kopf handlers; it never blocks on a long-running
+operation, it reads convergence from the service itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from tfms.api.model import TFModelService
+from tfms.backends.errors import NotOwned
+from tfms.plan.convergence import Convergence, Phase, convergence
+from tfms.plan.service import Action, Plan, plan_service
+from tfms.reconcile.retry import DEFAULT_BACKOFF, Backoff, retry_transient
+from tfms.render.cloudrun import RenderedService, render_service
+
+Doc = dict[str, Any]
+
+
+class CloudRunAPI(Protocol):
+    """What reconciliation needs from Cloud Run (tfms.backends.cloudrun.CloudRun has it)."""
+
+    async def get_service(self, name: str) -> Doc | None: ...
+
+    async def create_service(self, parent: str, service_id: str, body: Doc) -> str: ...
+
+    async def update_service(self, name: str, body: Doc, etag: str = "") -> str: ...
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What one reconcile pass decided and did."""
+
+    rendered: RenderedService
+    plan: Plan
+    live: Doc | None  # as read before any write
+
+
+async def apply_service(api: CloudRunAPI, svc: TFModelService, backoff: Backoff = DEFAULT_BACKOFF) -> Applied:
+    """One pass: at most one write, and none when nothing owned has changed."""
+    rendered = render_service(svc)
+    live = await retry_transient(lambda: api.get_service(rendered.name), backoff)
+    plan = plan_service(rendered, live)
+    if plan.action is Action.NOT_OWNED:
+        raise NotOwned("; ".join(plan.changes))
+    if plan.action is Action.CREATE:
+        await retry_transient(
+            lambda: api.create_service(rendered.parent, rendered.service_id, rendered.body), backoff)
+    elif plan.action is Action.UPDATE:
+        assert live is not None
+        etag = str(live.get("etag", ""))
+        await retry_transient(lambda: api.update_service(rendered.name, rendered.body, etag), backoff)
+    return Applied(rendered, plan, live)
+
+
+Progress = Callable[[Convergence, Doc | None], None]
+
+
+async def wait_converged(
+    api: CloudRunAPI,
+    rendered: RenderedService,
+    *,
+    timeout: float,
+    interval: float = 1.0,
+    progress: Progress | None = None,
+    backoff: Backoff = DEFAULT_BACKOFF,
+) -> tuple[Convergence, Doc | None]:
+    """Poll until Cloud Run says done (ready or failed) or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    state = Convergence(Phase.PENDING, "Waiting", "waiting for Cloud Run")
+    live: Doc | None = None
+    while True:
+        live = await retry_transient(lambda: api.get_service(rendered.name), backoff)
+        if live is None:
+            state = Convergence(Phase.PENDING, "NotFound", "service not visible yet")
+        else:
+            state = convergence(live, rendered.revision)
+        if progress is not None:
+            progress(state, live)
+        if state.done:
+            return state, live
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return Convergence(Phase.FAILED, "Timeout",
+                               f"not converged after {timeout:.0f}s: {state.reason} {state.message}".strip()), live
+        await asyncio.sleep(min(interval, remaining))

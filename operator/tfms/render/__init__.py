@@ -1,0 +1,1 @@
+"""Pure builders: a TFModelService rendered as Cloud Run and Knative objects."""

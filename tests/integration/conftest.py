@@ -1,0 +1,36 @@
+"""A started emulator (simulated revisions) and our backend connected to it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import grpc
+import pytest
+from google.cloud import run_v2
+from google.cloud.run_v2.services.services.transports import ServicesGrpcTransport
+
+from tfms.backends.cloudrun import CloudRun
+from tfms.emulator import Emulator, EmulatorConfig
+
+
+@pytest.fixture
+def emulator() -> Iterator[Emulator]:
+    emu = Emulator(EmulatorConfig(ready_delay=0.0))
+    emu.start()
+    yield emu
+    emu.stop()
+
+
+@pytest.fixture
+async def backend(emulator: Emulator) -> AsyncIterator[CloudRun]:
+    api = CloudRun.connect(emulator.address)
+    yield api
+    await api.close()
+
+
+@pytest.fixture
+def raw_client(emulator: Emulator) -> Iterator[run_v2.ServicesClient]:
+    """Someone else's client (a console user, another tool) on the same Cloud Run."""
+    channel = grpc.insecure_channel(emulator.address)
+    yield run_v2.ServicesClient(transport=ServicesGrpcTransport(channel=channel))
+    channel.close()
