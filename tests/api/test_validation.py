@@ -22,6 +22,7 @@ def _set(path: str, value: Any) -> Mutator:
         for key in parents:
             node = node.setdefault(key, {})
         node[last] = value
+
     return mutate
 
 
@@ -36,54 +37,258 @@ CASES: list[tuple[str, Mutator, set[tuple[str, str]]]] = [
     ("model without basePath", _set("spec.model", {"name": "m"}), {("spec.model.basePath", "required")}),
     ("unknown field", _set("spec.modle", {}), {("spec.modle", "unknown-field")}),
     ("wrong type", _set("spec.scaling", {"concurrency": "80"}), {("spec.scaling.concurrency", "schema-type")}),
-    ("concurrency above 1000", _set("spec.scaling", {"concurrency": 1001}),
-     {("spec.scaling.concurrency", "schema-maximum")}),
-    ("timeout above 3600", _set("spec.scaling", {"timeoutSeconds": 3601}),
-     {("spec.scaling.timeoutSeconds", "schema-maximum")}),
-    ("min above max", _set("spec.scaling", {"minInstances": 5, "maxInstances": 2}),
-     {("spec.scaling.minInstances", "min-le-max")}),
-    ("image latest", _set("spec.runtime.image", "tensorflow/serving:latest"),
-     {("spec.runtime.image", "image-pinned")}),
-    ("image latest-gpu", _set("spec.runtime.image", "tensorflow/serving:latest-gpu"),
-     {("spec.runtime.image", "image-pinned")}),
+    (
+        "concurrency above 1000",
+        _set("spec.scaling", {"concurrency": 1001}),
+        {("spec.scaling.concurrency", "schema-maximum")},
+    ),
+    (
+        "timeout above 3600",
+        _set("spec.scaling", {"timeoutSeconds": 3601}),
+        {("spec.scaling.timeoutSeconds", "schema-maximum")},
+    ),
+    (
+        "min above max",
+        _set("spec.scaling", {"minInstances": 5, "maxInstances": 2}),
+        {("spec.scaling.minInstances", "min-le-max")},
+    ),
+    ("image latest", _set("spec.runtime.image", "tensorflow/serving:latest"), {("spec.runtime.image", "image-pinned")}),
+    (
+        "image latest-gpu",
+        _set("spec.runtime.image", "tensorflow/serving:latest-gpu"),
+        {("spec.runtime.image", "image-pinned"), ("spec.runtime.image", "gpu-image")},
+    ),
     ("image untagged", _set("spec.runtime.image", "gcr.io/p/serving"), {("spec.runtime.image", "image-pinned")}),
-    ("image with registry port untagged", _set("spec.runtime.image", "localhost:5000/serving"),
-     {("spec.runtime.image", "image-pinned")}),
+    (
+        "image with registry port untagged",
+        _set("spec.runtime.image", "localhost:5000/serving"),
+        {("spec.runtime.image", "image-pinned")},
+    ),
     ("image digest ok", _set("spec.runtime.image", "gcr.io/p/serving@sha256:" + "a" * 64), set()),
     ("relative base path", _set("spec.model.basePath", "models/fraud"), {("spec.model.basePath", "model-base-path")}),
     ("bad project", _set("spec.project", "Example"), {("spec.project", "project-id")}),
     ("bad region", _set("spec.region", "moon"), {("spec.region", "region")}),
     ("cpu garbage", _set("spec.runtime.resources", {"cpu": "lots"}), {("spec.runtime.resources.cpu", "cpu-quantity")}),
-    ("cpu below 1 needs concurrency 1", _set("spec.runtime.resources", {"cpu": "500m"}),
-     {("spec.scaling.concurrency", "cpu-below-1-concurrency")}),
-    ("reserved env", _set("spec.runtime.env", [{"name": "PORT", "value": "1"}]),
-     {("spec.runtime.env[0].name", "env-reserved")}),
-    ("duplicate env", _set("spec.runtime.env", [{"name": "A"}, {"name": "A"}]),
-     {("spec.runtime.env[1].name", "env-unique")}),
-    ("huge env value", _set("spec.runtime.env", [{"name": "A", "value": "x" * (32 * 1024 + 1)}]),
-     {("spec.runtime.env[0].value", "env-value-size")}),
-    ("owned flag in args", _set("spec.runtime.args", ["--rest_api_port=8500"]),
-     {("spec.runtime.args[0]", "owned-flag")}),
-    ("traffic sum", _set("spec.traffic", [{"percent": 50}, {"revision": "fraud-scorer-a", "percent": 40}]),
-     {("spec.traffic", "traffic-sum")}),
-    ("traffic percent range", _set("spec.traffic", [{"percent": 101}]),
-     {("spec.traffic[0].percent", "schema-maximum"), ("spec.traffic", "traffic-sum")}),
+    (
+        "cpu below 1 needs concurrency 1",
+        lambda o: (
+            _set("spec.runtime.resources", {"cpu": "500m", "memory": "1Gi"})(o),
+            _set("spec.scaling", {"concurrency": 80})(o),
+        ),
+        {("spec.scaling.concurrency", "cpu-below-1-concurrency")},
+    ),
+    (
+        "reserved env",
+        _set("spec.runtime.env", [{"name": "PORT", "value": "1"}]),
+        {("spec.runtime.env[0].name", "env-reserved")},
+    ),
+    (
+        "duplicate env",
+        _set("spec.runtime.env", [{"name": "A"}, {"name": "A"}]),
+        {("spec.runtime.env[1].name", "env-unique")},
+    ),
+    (
+        "huge env value",
+        _set("spec.runtime.env", [{"name": "A", "value": "x" * (32 * 1024 + 1)}]),
+        {("spec.runtime.env[0].value", "env-value-size")},
+    ),
+    (
+        "owned flag in args",
+        _set("spec.runtime.args", ["--rest_api_port=8500"]),
+        {("spec.runtime.args[0]", "owned-flag")},
+    ),
+    (
+        "traffic sum",
+        _set("spec.traffic", [{"percent": 50}, {"revision": "fraud-scorer-a", "percent": 40}]),
+        {("spec.traffic", "traffic-sum")},
+    ),
+    (
+        "traffic percent range",
+        _set("spec.traffic", [{"percent": 101}]),
+        {("spec.traffic[0].percent", "schema-maximum"), ("spec.traffic", "traffic-sum")},
+    ),
     # B-003: tags must be DNS-1035 labels; unique.
-    ("tag not dns-1035", _set("spec.traffic", [{"percent": 100, "tag": "Canary_1"}]),
-     {("spec.traffic[0].tag", "dns-1035-label")}),
-    ("tag starts with digit", _set("spec.traffic", [{"percent": 100, "tag": "1st"}]),
-     {("spec.traffic[0].tag", "dns-1035-label")}),
-    ("duplicate tags", _set("spec.traffic", [{"percent": 50, "tag": "a"},
-                                             {"revision": "fraud-scorer-x", "percent": 50, "tag": "a"}]),
-     {("spec.traffic[1].tag", "tag-unique")}),
-    ("pinned revision of another service", _set("spec.traffic", [{"revision": "other-00001-abc", "percent": 100}]),
-     {("spec.traffic[0].revision", "revision-prefix")}),
-    ("revision and latestRevision", _set("spec.traffic", [{"revision": "fraud-scorer-a", "latestRevision": True,
-                                                           "percent": 100}]),
-     {("spec.traffic[0].latestRevision", "traffic-target")}),
-    ("latestRevision false without revision", _set("spec.traffic", [{"latestRevision": False, "percent": 100}]),
-     {("spec.traffic[0].revision", "traffic-target")}),
+    (
+        "tag not dns-1035",
+        _set("spec.traffic", [{"percent": 100, "tag": "Canary_1"}]),
+        {("spec.traffic[0].tag", "dns-1035-label")},
+    ),
+    (
+        "tag starts with digit",
+        _set("spec.traffic", [{"percent": 100, "tag": "1st"}]),
+        {("spec.traffic[0].tag", "dns-1035-label")},
+    ),
+    (
+        "duplicate tags",
+        _set("spec.traffic", [{"percent": 50, "tag": "a"}, {"revision": "fraud-scorer-x", "percent": 50, "tag": "a"}]),
+        {("spec.traffic[1].tag", "tag-unique")},
+    ),
+    (
+        "pinned revision of another service",
+        _set("spec.traffic", [{"revision": "other-00001-abc", "percent": 100}]),
+        {("spec.traffic[0].revision", "revision-prefix")},
+    ),
+    (
+        "revision and latestRevision",
+        _set("spec.traffic", [{"revision": "fraud-scorer-a", "latestRevision": True, "percent": 100}]),
+        {("spec.traffic[0].latestRevision", "traffic-target")},
+    ),
+    (
+        "latestRevision false without revision",
+        _set("spec.traffic", [{"latestRevision": False, "percent": 100}]),
+        {("spec.traffic[0].revision", "traffic-target")},
+    ),
     ("spec not an object", _set("spec", "oops"), {("spec", "required")}),
+    # B-001: one target without a percent takes 100 (explicitly), never an implicit 0.
+    ("single target without percent", _set("spec.traffic", [{"latestRevision": True, "tag": "latest"}]), set()),
+    (
+        "two targets without percent",
+        _set("spec.traffic", [{"tag": "a"}, {"revision": "fraud-scorer-x", "tag": "b"}]),
+        {("spec.traffic", "traffic-sum")},
+    ),
+    (
+        "tag URL too long",
+        lambda o: (_set("metadata.name", "a" * 40)(o), _set("spec.traffic", [{"percent": 100, "tag": "t" * 10}])(o)),
+        {("spec.traffic[0].tag", "tag-url-length")},
+    ),
+    # CPU / memory matrix
+    (
+        "cpu 3 not allowed",
+        _set("spec.runtime.resources", {"cpu": "3", "memory": "4Gi"}),
+        {("spec.runtime.resources.cpu", "cpu-values")},
+    ),
+    (
+        "cpu 2 with 16Gi",
+        _set("spec.runtime.resources", {"cpu": "2", "memory": "16Gi"}),
+        {("spec.runtime.resources.memory", "cpu-memory")},
+    ),
+    (
+        "cpu 4 with 1Gi",
+        _set("spec.runtime.resources", {"cpu": "4", "memory": "1Gi"}),
+        {("spec.runtime.resources.memory", "cpu-memory")},
+    ),
+    (
+        "cpu 0.05",
+        _set("spec.runtime.resources", {"cpu": "50m", "memory": "256Mi"}),
+        {("spec.runtime.resources.cpu", "cpu-values")},
+    ),
+    (
+        "cpu 0.25 with 1Gi",
+        _set("spec.runtime.resources", {"cpu": "250m", "memory": "1Gi"}),
+        {("spec.runtime.resources.memory", "cpu-memory")},
+    ),
+    ("cpu 0.5 with 1Gi ok", _set("spec.runtime.resources", {"cpu": "0.5", "memory": "1Gi"}), set()),
+    (
+        "memory below 128Mi",
+        _set("spec.runtime.resources", {"cpu": "1", "memory": "64Mi"}),
+        {("spec.runtime.resources.memory", "cpu-memory")},
+    ),
+    (
+        "memory below 128Mi, fractional cpu",
+        _set("spec.runtime.resources", {"cpu": "0.5", "memory": "64Mi"}),
+        {("spec.runtime.resources.memory", "memory-minimum")},
+    ),
+    (
+        "cpu below 1 with cpu always allocated",
+        lambda o: (
+            _set("spec.runtime.resources", {"cpu": "500m", "memory": "512Mi"})(o),
+            _set("spec.scaling", {"cpuAlwaysAllocated": True})(o),
+        ),
+        {("spec.scaling.cpuAlwaysAllocated", "cpu-below-1-billing")},
+    ),
+    # B-032: GPU minimums, CPU always allocated, regions, -gpu image
+    ("gpu defaults are valid", _set("spec.runtime", {"gpu": {"type": "nvidia-l4"}}), set()),
+    (
+        "gpu below minimum",
+        _set(
+            "spec.runtime",
+            {
+                "gpu": {"type": "nvidia-l4"},
+                "image": "tensorflow/serving:2.19.0-gpu",
+                "resources": {"cpu": "2", "memory": "8Gi"},
+            },
+        ),
+        {("spec.runtime.resources.cpu", "gpu-minimum-cpu"), ("spec.runtime.resources.memory", "gpu-minimum-memory")},
+    ),
+    (
+        "gpu with cpu throttling",
+        lambda o: (
+            _set("spec.runtime", {"gpu": {"type": "nvidia-l4"}})(o),
+            _set("spec.scaling", {"cpuAlwaysAllocated": False})(o),
+        ),
+        {("spec.scaling.cpuAlwaysAllocated", "gpu-cpu-always-allocated")},
+    ),
+    (
+        "gpu in a region without GPUs",
+        lambda o: (_set("spec.runtime", {"gpu": {"type": "nvidia-l4"}})(o), _set("spec.region", "us-west1")(o)),
+        {("spec.region", "gpu-region")},
+    ),
+    (
+        "gpu with the cpu image",
+        _set("spec.runtime", {"gpu": {"type": "nvidia-l4"}, "image": "tensorflow/serving:2.19.0"}),
+        {("spec.runtime.image", "gpu-image")},
+    ),
+    ("unknown gpu", _set("spec.runtime", {"gpu": {"type": "nvidia-h100"}}), {("spec.runtime.gpu.type", "schema-enum")}),
+    # labels, annotations, env, probes
+    (
+        "reserved annotation prefix",
+        _set("spec.annotations", {"run.googleapis.com/ingress": "all"}),
+        {("spec.annotations.run.googleapis.com/ingress", "reserved-key-prefix")},
+    ),
+    ("label key with a slash", _set("spec.labels", {"example.com/team": "x"}), {("spec.labels", "label-key")}),
+    ("label value uppercase", _set("spec.labels", {"team": "ML"}), {("spec.labels.team", "label-value")}),
+    ("owned label", _set("spec.labels", {"managed-by": "me"}), {("spec.labels.managed-by", "owned-label")}),
+    (
+        "plain credential env (I-010)",
+        _set("spec.runtime.env", [{"name": "NGC_API_KEY", "value": "abc"}]),
+        {("spec.runtime.env[0].value", "env-plain-credential")},
+    ),
+    (
+        "secret ref ok",
+        _set("spec.runtime.env", [{"name": "NGC_API_KEY", "secretKeyRef": {"secret": "s", "version": "2"}}]),
+        set(),
+    ),
+    (
+        "startup probe period above 240",
+        _set("spec.runtime.startupProbe", {"periodSeconds": 300, "timeoutSeconds": 5}),
+        {("spec.runtime.startupProbe.periodSeconds", "probe-startup-limit")},
+    ),
+    (
+        "probe timeout not below period",
+        _set("spec.runtime.livenessProbe", {"periodSeconds": 5, "timeoutSeconds": 5}),
+        {("spec.runtime.livenessProbe.timeoutSeconds", "probe-timeout")},
+    ),
+    # rollout, access
+    (
+        "canary steps not increasing",
+        _set("spec.rollout", {"strategy": "canary", "steps": [50, 10, 100]}),
+        {("spec.rollout.steps", "steps-increasing")},
+    ),
+    (
+        "canary steps not ending at 100",
+        _set("spec.rollout", {"strategy": "canary", "steps": [10, 50]}),
+        {("spec.rollout.steps", "steps-end-at-100")},
+    ),
+    (
+        "canary with explicit traffic",
+        lambda o: (_set("spec.rollout", {"strategy": "canary"})(o), _set("spec.traffic", [{"percent": 100}])(o)),
+        {("spec.traffic", "canary-owns-traffic")},
+    ),
+    (
+        "allUsers as invoker",
+        _set("spec.access", {"invokers": ["allUsers"]}),
+        {("spec.access.invokers[0]", "invoker-member")},
+    ),
+    (
+        "invoker without a type",
+        _set("spec.access", {"invokers": ["alice@example.com"]}),
+        {("spec.access.invokers[0]", "invoker-member")},
+    ),
+    (
+        "service account not an email",
+        _set("spec.serviceAccount", "fraud-sa"),
+        {("spec.serviceAccount", "service-account")},
+    ),
 ]
 
 
@@ -132,8 +337,12 @@ def test_defaults_are_explicit_and_input_untouched() -> None:
     svc = parse(obj)
     assert repr(obj) == before
     assert (svc.runtime.cpu, svc.runtime.memory) == ("1", "2Gi")
-    assert (svc.scaling.min_instances, svc.scaling.max_instances, svc.scaling.concurrency,
-            svc.scaling.timeout_seconds) == (0, 100, 80, 300)
+    assert (
+        svc.scaling.min_instances,
+        svc.scaling.max_instances,
+        svc.scaling.concurrency,
+        svc.scaling.timeout_seconds,
+    ) == (0, 100, 80, 300)
     assert svc.ingress == "all" and svc.traffic == () and svc.deletion_policy == "Delete"
 
 

@@ -72,7 +72,8 @@ def test_spec_change_is_an_update_with_new_revision() -> None:
     new = _desired(runtime={"image": "tensorflow/serving:2.19.0", "env": [{"name": "A", "value": "1"}]})
     plan = plan_service(new, _live_from(old))
     assert plan.action is Action.UPDATE
-    assert plan.changes == [f"template: revision {old.revision} -> {new.revision}"]
+    assert plan.changes[0] == f"template: revision {old.revision} -> {new.revision}"
+    assert [c.path for c in plan.diff] == ["template.revision", "template.containers[0].env"]
 
 
 def test_traffic_proto_defaults_compare_equal() -> None:

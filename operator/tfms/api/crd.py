@@ -12,11 +12,13 @@ def structural(schema: Any) -> Any:
     """The schema as Kubernetes accepts it.
 
     Kubernetes forbids `additionalProperties` beside `properties` and prunes unknown
-    fields itself (kubectl's strict field validation reports them), so that key goes.
+    fields itself (kubectl's strict field validation reports them), so that key goes; so do
+    our own `x-tfms-*` keywords and `propertyNames` (label keys are checked by validation).
     """
     if isinstance(schema, dict):
         return {k: structural(v) for k, v in schema.items()
-                if not (k == "additionalProperties" and v is False)}
+                if not (k == "additionalProperties" and v is False)
+                and not k.startswith("x-tfms-") and k != "propertyNames"}
     if isinstance(schema, list):
         return [structural(v) for v in schema]
     return schema

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tfms.api import names
+from tfms.api.quantities import parse_cpu
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,11 @@ class Defaults:
             image=env.get("TFMS_DEFAULT_IMAGE", "") or names.DEFAULT_IMAGE,
         )
 
+    @property
+    def gpu_image(self) -> str:
+        """The -gpu variant of the default image (TF Serving tags GPU builds `X.Y.Z-gpu`)."""
+        return self.image if self.image.endswith("-gpu") or "@" in self.image else f"{self.image}-gpu"
+
 
 def _sub(parent: dict[str, Any], key: str) -> dict[str, Any]:
     """The dict at `parent[key]`, created if absent; a wrong-typed value is left for validation."""
@@ -48,18 +54,51 @@ def with_defaults(spec: Mapping[str, Any], defaults: Defaults) -> dict[str, Any]
     out.setdefault("project", defaults.project)
     out.setdefault("region", defaults.region)
     runtime = _sub(out, "runtime")
-    runtime.setdefault("image", defaults.image)
+    gpu = runtime.get("gpu")
+    has_gpu = isinstance(gpu, dict)
+    if isinstance(gpu, dict):
+        gpu.setdefault("zonalRedundancy", True)
+    runtime.setdefault("image", defaults.gpu_image if has_gpu else defaults.image)
     resources = _sub(runtime, "resources")
-    resources.setdefault("cpu", "1")
-    resources.setdefault("memory", "2Gi")
+    resources.setdefault("cpu", "4" if has_gpu else "1")
+    resources.setdefault("memory", "16Gi" if has_gpu else "2Gi")
     runtime.setdefault("env", [])
     runtime.setdefault("args", [])
+    # TF Serving opens its port only once models are loaded; give loads Cloud Run's full
+    # 240 s startup window, probed on the model status URL.
+    probe = _sub(runtime, "startupProbe")
+    probe.setdefault("initialDelaySeconds", 0)
+    probe.setdefault("periodSeconds", 10)
+    probe.setdefault("timeoutSeconds", 5)
+    probe.setdefault("failureThreshold", 24)
+    liveness = runtime.get("livenessProbe")
+    if isinstance(liveness, dict):
+        liveness.setdefault("initialDelaySeconds", 0)
+        liveness.setdefault("periodSeconds", 30)
+        liveness.setdefault("timeoutSeconds", 5)
+        liveness.setdefault("failureThreshold", 3)
     scaling = _sub(out, "scaling")
     scaling.setdefault("minInstances", 0)
     scaling.setdefault("maxInstances", 100)
-    scaling.setdefault("concurrency", 80)
+    cpu = parse_cpu(resources["cpu"]) if isinstance(resources.get("cpu"), str) else None
+    scaling.setdefault("concurrency", 1 if cpu is not None and cpu < 1 else 80)  # Cloud Run's own defaults
     scaling.setdefault("timeoutSeconds", 300)
-    _sub(out, "access").setdefault("ingress", "all")
-    out.setdefault("traffic", [])
+    scaling.setdefault("cpuAlwaysAllocated", has_gpu)
+    scaling.setdefault("startupCpuBoost", True)
+    access = _sub(out, "access")
+    access.setdefault("invokers", [])
+    access.setdefault("public", False)
+    access.setdefault("ingress", "all")
+    out.setdefault("labels", {})
+    out.setdefault("annotations", {})
+    traffic = out.setdefault("traffic", [])
+    if isinstance(traffic, list) and len(traffic) == 1 and isinstance(traffic[0], dict):
+        traffic[0].setdefault("percent", 100)  # B-001: never an implicit percent
+    rollout = _sub(out, "rollout")
+    rollout.setdefault("strategy", "immediate")
+    rollout.setdefault("steps", [10, 50, 100] if rollout.get("strategy") == "canary" else [])
+    rollout.setdefault("interval", "5m")
+    rollout.setdefault("manualGates", False)
+    out.setdefault("paused", False)
     out.setdefault("deletionPolicy", "Delete")
     return out

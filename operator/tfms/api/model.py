@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    secret: str
+    version: str = "latest"
 
 
 @dataclass(frozen=True)
 class EnvVar:
     name: str
     value: str = ""
+    secret: SecretRef | None = None
 
 
 @dataclass(frozen=True)
@@ -32,12 +38,38 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class Gpu:
+    type: str
+    zonal_redundancy: bool = True
+
+
+@dataclass(frozen=True)
+class Batching:
+    max_batch_size: int
+    batch_timeout_micros: int | None = None
+    max_enqueued_batches: int | None = None
+    num_batch_threads: int | None = None
+
+
+@dataclass(frozen=True)
+class Probe:
+    initial_delay_seconds: int = 0
+    period_seconds: int = 10
+    timeout_seconds: int = 5
+    failure_threshold: int = 3
+
+
+@dataclass(frozen=True)
 class RuntimeSpec:
     image: str
     cpu: str
     memory: str
     env: tuple[EnvVar, ...] = ()
     args: tuple[str, ...] = ()
+    gpu: Gpu | None = None
+    batching: Batching | None = None
+    startup_probe: Probe | None = None
+    liveness_probe: Probe | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +78,32 @@ class ScalingSpec:
     max_instances: int
     concurrency: int
     timeout_seconds: int
+    cpu_always_allocated: bool = False
+    startup_cpu_boost: bool = True
+
+
+@dataclass(frozen=True)
+class AccessSpec:
+    invokers: tuple[str, ...] = ()
+    public: bool = False
+    ingress: str = "all"
+
+
+@dataclass(frozen=True)
+class Analysis:
+    max_error_rate: float | None = None
+    max_p99_latency_ms: int | None = None
+    min_request_count: int = 0
+    failure_limit: int = 0
+
+
+@dataclass(frozen=True)
+class RolloutSpec:
+    strategy: str = "immediate"
+    steps: tuple[int, ...] = ()
+    interval: str = "5m"
+    manual_gates: bool = False
+    analysis: Analysis | None = None
 
 
 @dataclass(frozen=True)
@@ -60,8 +118,16 @@ class TFModelService:
     runtime: RuntimeSpec
     scaling: ScalingSpec
     service_account: str = ""
-    ingress: str = "all"
+    access: AccessSpec = field(default_factory=AccessSpec)
+    labels: tuple[tuple[str, str], ...] = ()
+    annotations: tuple[tuple[str, str], ...] = ()
     traffic: tuple[TrafficTarget, ...] = ()
+    rollout: RolloutSpec = field(default_factory=RolloutSpec)
+    paused: bool = False
     deletion_policy: str = "Delete"
     generation: int = 0
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    uid: str = ""
+
+    @property
+    def ingress(self) -> str:
+        return self.access.ingress

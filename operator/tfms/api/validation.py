@@ -6,22 +6,36 @@ nothing here does I/O, so a bad spec is refused before any API call.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator, Mapping
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any, Final, TypeGuard
 
 import jsonschema
 
-from tfms.api import names
+from tfms.api import limits, names
 from tfms.api.defaults import Defaults, with_defaults
 from tfms.api.errors import FieldError, SpecInvalid
-from tfms.api.model import EnvVar, ModelSpec, RuntimeSpec, ScalingSpec, TFModelService, TrafficTarget
+from tfms.api.model import (
+    AccessSpec,
+    Analysis,
+    Batching,
+    EnvVar,
+    Gpu,
+    ModelSpec,
+    Probe,
+    RolloutSpec,
+    RuntimeSpec,
+    ScalingSpec,
+    SecretRef,
+    TFModelService,
+    TrafficTarget,
+)
 from tfms.api.quantities import parse_cpu, parse_memory
-from tfms.api.schema import SPEC_SCHEMA
+from tfms.api.schema import MESSAGE, RULE, SPEC_SCHEMA
 
-PROJECT_RE: Final = re.compile(r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")
-REGION_RE: Final = re.compile(r"^[a-z]+-[a-z]+\d+$")
 _DIGEST_RE: Final = re.compile(r"@sha256:[0-9a-f]{64}$")
 # Flags whose values tfms derives from the spec; a user copy would silently win (last flag wins).
 OWNED_FLAGS: Final = (
@@ -29,7 +43,6 @@ OWNED_FLAGS: Final = (
 )
 # Set by Cloud Run itself, or by tfms for TF Serving.
 RESERVED_ENV: Final = frozenset({"PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION", names.MODEL_CONFIG_ENV})
-ENV_VALUE_MAX: Final = 32 * 1024
 
 
 @lru_cache(maxsize=1)
@@ -59,8 +72,12 @@ def _schema_errors(spec: Any) -> Iterator[FieldError]:
             missing = str(err.message).split("'")[1] if "'" in err.message else ""
             yield FieldError(_path("spec", [*err.absolute_path, missing]), "required", "field is required")
             continue
-        yield FieldError(_path("spec", err.absolute_path), f"schema-{rule}", err.message.split("\n")[0],
-                         err.instance if not isinstance(err.instance, (dict, list)) else None)
+        value = err.instance if not isinstance(err.instance, (dict, list)) else None
+        named = err.schema.get(RULE) if isinstance(err.schema, dict) else None
+        if named and rule != "type":
+            yield FieldError(_path("spec", err.absolute_path), named, err.schema[MESSAGE], value)
+            continue
+        yield FieldError(_path("spec", err.absolute_path), f"schema-{rule}", err.message.split("\n")[0], value)
 
 
 def _is_dict(value: Any) -> TypeGuard[dict[str, Any]]:
@@ -121,10 +138,11 @@ def _traffic_errors(service_id: str, traffic: list[Any]) -> Iterator[FieldError]
                                  "must be a DNS-1035 label of at most 63 characters", revision)
         tag = target.get("tag", "")
         if isinstance(tag, str) and tag:
-            if len(tag) > names.DNS1035_MAX or not names.DNS1035_RE.match(tag):
-                yield FieldError(f"{path}.tag", "dns-1035-label",
-                                 "tags must be DNS-1035 labels: a lowercase letter first, then lowercase "
-                                 "letters, digits or '-', not ending with '-'", tag)
+            length = limits.tag_host_label_length(tag, service_id)
+            if names.DNS1035_RE.match(tag) and length > names.DNS1035_MAX:
+                yield FieldError(f"{path}.tag", "tag-url-length",
+                                 f"the tag URL's host label TAG---SERVICE-HASH-REGION would be {length} characters "
+                                 f"(a DNS label holds 63); shorten the tag or the service name", tag)
             if tag in tags:
                 yield FieldError(f"{path}.tag", "tag-unique",
                                  f"tag already used by spec.traffic[{tags[tag]}]", tag)
@@ -133,31 +151,95 @@ def _traffic_errors(service_id: str, traffic: list[Any]) -> Iterator[FieldError]
         yield FieldError("spec.traffic", "traffic-sum", "percentages must sum to exactly 100", total)
 
 
+CREDENTIAL_NAME: Final = re.compile(r"(API_?KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE_?KEY)", re.I)
+
+
+def _resource_errors(runtime: Mapping[str, Any], scaling: Mapping[str, Any], region: Any) -> Iterator[FieldError]:
+    """Cloud Run's CPU/memory matrix, CPU below 1, and GPU minimums."""
+    resources = runtime.get("resources")
+    if not _is_dict(resources):
+        return
+    cpu_text, mem_text = resources.get("cpu"), resources.get("memory")
+    cpu = parse_cpu(cpu_text) if isinstance(cpu_text, str) else None
+    memory = parse_memory(mem_text) if isinstance(mem_text, str) else None
+    gpu = runtime.get("gpu")
+    gpu_kind = limits.GPU_KINDS.get(gpu.get("type", "")) if _is_dict(gpu) else None
+    cpu_path, mem_path = "spec.runtime.resources.cpu", "spec.runtime.resources.memory"
+    if isinstance(cpu_text, str) and (cpu is None or cpu <= 0):
+        yield FieldError(cpu_path, "cpu-quantity", "must be a CPU quantity such as \"1\", \"2\" or \"500m\"", cpu_text)
+        cpu = None
+    if isinstance(mem_text, str) and (memory is None or memory <= 0):
+        yield FieldError(mem_path, "memory-quantity", "must be a memory quantity such as 512Mi or 2Gi", mem_text)
+        memory = None
+    if cpu is not None:
+        whole = {**limits.WHOLE_CPU_MEMORY, **(limits.GPU_ONLY_CPU_MEMORY if gpu_kind else {})}
+        if cpu < 1:
+            if cpu < limits.FRACTIONAL_CPU_MIN or cpu != cpu.quantize(Decimal("0.001")):
+                yield FieldError(cpu_path, "cpu-values", "below 1 vCPU, CPU is 0.08 to 0.999 in steps of 0.001",
+                                 cpu_text)
+            elif memory is not None and memory > limits.fractional_memory_max(cpu):
+                yield FieldError(mem_path, "cpu-memory", f"at most {_size(limits.fractional_memory_max(cpu))} "
+                                 f"with {cpu_text} vCPU", mem_text)
+            if scaling.get("concurrency", 1) != 1:
+                yield FieldError("spec.scaling.concurrency", "cpu-below-1-concurrency",
+                                 "Cloud Run requires concurrency 1 when CPU is below 1", scaling.get("concurrency"))
+            if scaling.get("cpuAlwaysAllocated") is True:
+                yield FieldError("spec.scaling.cpuAlwaysAllocated", "cpu-below-1-billing",
+                                 "CPU below 1 requires request-based billing (cpuAlwaysAllocated: false)")
+        elif cpu not in whole:
+            allowed = ", ".join(str(c) for c in sorted(whole))
+            yield FieldError(cpu_path, "cpu-values", f"whole CPU values are {allowed}", cpu_text)
+        elif memory is not None:
+            low, high = whole[cpu]
+            if not low <= memory <= high:
+                yield FieldError(mem_path, "cpu-memory",
+                                 f"with {cpu_text} vCPU memory must be {_size(low)} to {_size(high)}", mem_text)
+    if memory is not None and memory < limits.MEMORY_MIN and (cpu is None or cpu < 1):
+        yield FieldError(mem_path, "memory-minimum", "at least 128Mi", mem_text)
+    if _is_dict(gpu) and gpu_kind is not None:
+        gtype = gpu.get("type")
+        note = "" if gpu_kind.verified else " (inferred from a quota error; verify)"
+        if cpu is not None and cpu < gpu_kind.min_cpu:
+            yield FieldError(cpu_path, "gpu-minimum-cpu", f"{gtype} needs at least {gpu_kind.min_cpu} vCPU{note}",
+                             cpu_text)
+        if memory is not None and memory < gpu_kind.min_memory:
+            yield FieldError(mem_path, "gpu-minimum-memory",
+                             f"{gtype} needs at least {_size(gpu_kind.min_memory)}{note}", mem_text)
+        if isinstance(region, str) and region not in gpu_kind.regions:
+            yield FieldError("spec.region", "gpu-region",
+                             f"{gtype} is offered in {', '.join(sorted(gpu_kind.regions))}", region)
+        if scaling.get("cpuAlwaysAllocated") is False:
+            yield FieldError("spec.scaling.cpuAlwaysAllocated", "gpu-cpu-always-allocated",
+                             "a GPU needs CPU always allocated (instance-based billing)", False)
+
+
+def _size(n: int) -> str:
+    return f"{n // limits.GiB}Gi" if n % limits.GiB == 0 else f"{n // limits.MiB}Mi"
+
+
+def _image_gpu_errors(runtime: Mapping[str, Any]) -> Iterator[FieldError]:
+    """TF Serving publishes GPU builds as `X.Y.Z-gpu`; the CPU build cannot use the GPU."""
+    image = runtime.get("image")
+    if not isinstance(image, str) or "tensorflow/serving" not in image or "@" in image:
+        return
+    tag = image.rsplit("/", 1)[-1].partition(":")[2]
+    if _is_dict(runtime.get("gpu")) and not tag.endswith("-gpu"):
+        yield FieldError("spec.runtime.image", "gpu-image", "with a GPU use the -gpu TF Serving image", image)
+    if not _is_dict(runtime.get("gpu")) and tag.endswith("-gpu"):
+        yield FieldError("spec.runtime.image", "gpu-image", "a -gpu image needs spec.runtime.gpu", image)
+
+
 def _runtime_errors(spec: Mapping[str, Any]) -> Iterator[FieldError]:
     runtime = spec.get("runtime")
     if not _is_dict(runtime):
         return
+    scaling = spec.get("scaling")
+    scaling = scaling if _is_dict(scaling) else {}
     image = runtime.get("image")
     if isinstance(image, str) and image:
         yield from image_errors(image)
-    resources = runtime.get("resources")
-    cpu_value = None
-    if _is_dict(resources):
-        cpu = resources.get("cpu")
-        if isinstance(cpu, str):
-            cpu_value = parse_cpu(cpu)
-            if cpu_value is None or cpu_value <= 0:
-                yield FieldError("spec.runtime.resources.cpu", "cpu-quantity",
-                                 "must be a CPU quantity such as \"1\", \"2\" or \"500m\"", cpu)
-        memory = resources.get("memory")
-        if isinstance(memory, str) and (parse_memory(memory) or 0) <= 0:
-            yield FieldError("spec.runtime.resources.memory", "memory-quantity",
-                             "must be a memory quantity such as 512Mi or 2Gi", memory)
-    scaling = spec.get("scaling")
-    if cpu_value is not None and cpu_value < 1 and _is_dict(scaling) and scaling.get("concurrency", 1) != 1:
-        yield FieldError("spec.scaling.concurrency", "cpu-below-1-concurrency",
-                         "Cloud Run requires concurrency 1 when CPU is below 1",
-                         scaling.get("concurrency"))
+    yield from _image_gpu_errors(runtime)
+    yield from _resource_errors(runtime, scaling, spec.get("region"))
     env = runtime.get("env")
     if isinstance(env, list):
         seen: set[str] = set()
@@ -171,30 +253,66 @@ def _runtime_errors(spec: Mapping[str, Any]) -> Iterator[FieldError]:
             if name in seen:
                 yield FieldError(f"spec.runtime.env[{i}].name", "env-unique", "duplicate variable", name)
             seen.add(name)
-            value = var.get("value", "")
-            if isinstance(value, str) and len(value.encode()) > ENV_VALUE_MAX:
-                yield FieldError(f"spec.runtime.env[{i}].value", "env-value-size",
-                                 "a value may be at most 32 KiB", len(value.encode()))
+            if isinstance(var.get("value"), str) and var["value"] and CREDENTIAL_NAME.search(name):
+                yield FieldError(f"spec.runtime.env[{i}].value", "env-plain-credential",
+                                 "this looks like a credential: reference it from Secret Manager with "
+                                 "secretKeyRef instead of a plain value", name)
     args = runtime.get("args")
     if isinstance(args, list):
         for i, arg in enumerate(args):
             if isinstance(arg, str) and arg.split("=", 1)[0] in OWNED_FLAGS:
                 yield FieldError(f"spec.runtime.args[{i}]", "owned-flag",
                                  "tfms sets this flag from the spec (a later copy would override it)", arg)
+    probe = runtime.get("startupProbe")
+    if _is_dict(probe):
+        for key in ("initialDelaySeconds", "periodSeconds"):
+            value = probe.get(key)
+            if isinstance(value, int) and value > limits.PROBE_STARTUP_MAX_SECONDS:
+                yield FieldError(f"spec.runtime.startupProbe.{key}", "probe-startup-limit",
+                                 f"a startup probe's {key} is at most {limits.PROBE_STARTUP_MAX_SECONDS}", value)
+    for kind in ("startupProbe", "livenessProbe"):
+        p = runtime.get(kind)
+        if _is_dict(p):
+            period, timeout = p.get("periodSeconds"), p.get("timeoutSeconds")
+            if isinstance(period, int) and isinstance(timeout, int) and timeout >= period:
+                yield FieldError(f"spec.runtime.{kind}.timeoutSeconds", "probe-timeout",
+                                 f"must be less than periodSeconds ({period})", timeout)
+
+
+def _metadata_key_errors(spec: Mapping[str, Any]) -> Iterator[FieldError]:
+    """Cloud Run v2 rejects label and annotation keys in Google's and Knative's namespaces."""
+    for field in ("labels", "annotations"):
+        keys = spec.get(field)
+        if not _is_dict(keys):
+            continue
+        for key in keys:
+            if any(key.startswith(p) for p in names.RESERVED_KEY_PREFIXES):
+                yield FieldError(f"spec.{field}.{key}", "reserved-key-prefix",
+                                 "Cloud Run v2 rejects keys under " + ", ".join(names.RESERVED_KEY_PREFIXES), key)
+            elif field == "labels" and key in (names.LABEL_MANAGED_BY, names.LABEL_NAMESPACE, names.LABEL_NAME):
+                yield FieldError(f"spec.labels.{key}", "owned-label", "tfms sets this label itself", key)
+
+
+def _rollout_errors(spec: Mapping[str, Any]) -> Iterator[FieldError]:
+    rollout = spec.get("rollout")
+    if not _is_dict(rollout):
+        return
+    steps = rollout.get("steps")
+    if isinstance(steps, list) and steps and all(isinstance(s, int) for s in steps):
+        if any(b <= a for a, b in itertools.pairwise(steps)):
+            yield FieldError("spec.rollout.steps", "steps-increasing", "canary steps must be strictly increasing",
+                             steps)
+        if steps[-1] != 100:
+            yield FieldError("spec.rollout.steps", "steps-end-at-100", "the last canary step must be 100", steps)
+    traffic = spec.get("traffic")
+    if rollout.get("strategy") == "canary" and isinstance(traffic, list) and traffic:
+        yield FieldError("spec.traffic", "canary-owns-traffic",
+                         "a canary rollout manages traffic itself; leave spec.traffic empty")
 
 
 def _semantic_errors(service_id: str, spec: Mapping[str, Any]) -> Iterator[FieldError]:
-    project = spec.get("project")
-    if isinstance(project, str):
-        if not project:
-            yield FieldError("spec.project", "required", "set spec.project or TFMS_PROJECT")
-        elif not PROJECT_RE.match(project):
-            yield FieldError("spec.project", "project-id",
-                             "a project ID is 6-30 lowercase letters, digits or '-', starting with a letter",
-                             project)
-    region = spec.get("region")
-    if isinstance(region, str) and not REGION_RE.match(region):
-        yield FieldError("spec.region", "region", "must be a Cloud Run region such as us-central1", region)
+    if spec.get("project") == "":
+        yield FieldError("spec.project", "required", "set spec.project or TFMS_PROJECT")
     model = spec.get("model")
     if _is_dict(model):
         base = model.get("basePath")
@@ -202,6 +320,8 @@ def _semantic_errors(service_id: str, spec: Mapping[str, Any]) -> Iterator[Field
             yield FieldError("spec.model.basePath", "model-base-path",
                              "must be gs://bucket/path or an absolute path", base)
     yield from _runtime_errors(spec)
+    yield from _metadata_key_errors(spec)
+    yield from _rollout_errors(spec)
     scaling = spec.get("scaling")
     if _is_dict(scaling):
         lo, hi = scaling.get("minInstances"), scaling.get("maxInstances")
@@ -235,6 +355,18 @@ def validate(obj: Mapping[str, Any], defaults: Defaults | None = None) -> list[F
     return sorted(set(errors))
 
 
+def _probe(raw: Mapping[str, Any] | None) -> Probe | None:
+    if raw is None:
+        return None
+    return Probe(raw["initialDelaySeconds"], raw["periodSeconds"], raw["timeoutSeconds"], raw["failureThreshold"])
+
+
+def _env(raw: Mapping[str, Any]) -> EnvVar:
+    ref = raw.get("secretKeyRef")
+    secret = SecretRef(ref["secret"], ref.get("version", "latest")) if ref else None
+    return EnvVar(raw["name"], raw.get("value", ""), secret)
+
+
 def parse(obj: Mapping[str, Any], defaults: Defaults | None = None, source: str = "") -> TFModelService:
     """The typed service, or `SpecInvalid` listing every broken rule."""
     defaults = defaults or Defaults()
@@ -243,7 +375,9 @@ def parse(obj: Mapping[str, Any], defaults: Defaults | None = None, source: str 
         raise SpecInvalid(errors, source)
     metadata = obj["metadata"]
     spec = with_defaults(obj["spec"], defaults)
-    model, runtime, scaling = spec["model"], spec["runtime"], spec["scaling"]
+    model, runtime, scaling, access, rollout = (
+        spec["model"], spec["runtime"], spec["scaling"], spec["access"], spec["rollout"])
+    gpu, batching, analysis = runtime.get("gpu"), runtime.get("batching"), rollout.get("analysis")
     return TFModelService(
         name=metadata["name"],
         namespace=metadata.get("namespace", "") or "default",
@@ -255,19 +389,37 @@ def parse(obj: Mapping[str, Any], defaults: Defaults | None = None, source: str 
         ),
         runtime=RuntimeSpec(
             image=runtime["image"], cpu=runtime["resources"]["cpu"], memory=runtime["resources"]["memory"],
-            env=tuple(EnvVar(v["name"], v.get("value", "")) for v in runtime["env"]),
+            env=tuple(_env(v) for v in runtime["env"]),
             args=tuple(runtime["args"]),
+            gpu=Gpu(gpu["type"], gpu["zonalRedundancy"]) if gpu else None,
+            batching=Batching(batching["maxBatchSize"], batching.get("batchTimeoutMicros"),
+                              batching.get("maxEnqueuedBatches"), batching.get("numBatchThreads"))
+            if batching else None,
+            startup_probe=_probe(runtime["startupProbe"]),
+            liveness_probe=_probe(runtime.get("livenessProbe")),
         ),
         scaling=ScalingSpec(
             min_instances=scaling["minInstances"], max_instances=scaling["maxInstances"],
             concurrency=scaling["concurrency"], timeout_seconds=scaling["timeoutSeconds"],
+            cpu_always_allocated=scaling["cpuAlwaysAllocated"], startup_cpu_boost=scaling["startupCpuBoost"],
         ),
         service_account=spec.get("serviceAccount", ""),
-        ingress=spec["access"]["ingress"],
+        access=AccessSpec(tuple(access["invokers"]), access["public"], access["ingress"]),
+        labels=tuple(sorted(spec["labels"].items())),
+        annotations=tuple(sorted(spec["annotations"].items())),
         traffic=tuple(
             TrafficTarget(percent=t.get("percent", 0), revision=t.get("revision", ""), tag=t.get("tag", ""))
             for t in spec["traffic"]
         ),
+        rollout=RolloutSpec(
+            strategy=rollout["strategy"], steps=tuple(rollout["steps"]), interval=rollout["interval"],
+            manual_gates=rollout["manualGates"],
+            analysis=Analysis(analysis.get("maxErrorRate"), analysis.get("maxP99LatencyMs"),
+                              analysis.get("minRequestCount", 0), analysis.get("failureLimit", 0))
+            if analysis else None,
+        ),
+        paused=spec["paused"],
         deletion_policy=spec["deletionPolicy"],
         generation=int(metadata.get("generation", 0) or 0),
+        uid=str(metadata.get("uid", "") or ""),
     )

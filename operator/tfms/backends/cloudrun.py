@@ -146,6 +146,18 @@ class CloudRun:
         op = await _call(f"update {name}", lambda: self._services.update_service(service=service))
         return str(op.operation.name)
 
+    async def validate_create(self, parent: str, service_id: str, body: Doc) -> None:
+        """Cloud Run's own dry run (`validate_only`): raises our error when it would refuse."""
+        request = run_v2.CreateServiceRequest(parent=parent, service_id=service_id, service=to_service(body),
+                                              validate_only=True)
+        await _call(f"validate create {parent}/services/{service_id}",
+                    lambda: self._services.create_service(request=request))
+
+    async def validate_update(self, name: str, body: Doc, etag: str = "") -> None:
+        service = to_service({**body, "name": name, **({"etag": etag} if etag else {})})
+        request = run_v2.UpdateServiceRequest(service=service, validate_only=True)
+        await _call(f"validate update {name}", lambda: self._services.update_service(request=request))
+
     async def delete_service(self, name: str) -> None:
         try:
             await _call(f"delete {name}", lambda: self._services.delete_service(name=name))

@@ -73,6 +73,37 @@ def cmd_apply(args: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_INVALID
 
 
+def _inspect(args: argparse.Namespace, server_check: bool) -> list:  # type: ignore[type-arg]
+    from tfms.cli.apply import parse_all
+    from tfms.cli.inspect import inspect_all, render_text
+
+    services = parse_all(load(args.files), Defaults.from_env(os.environ))
+    endpoint = args.endpoint or os.environ.get("TFMS_CLOUDRUN_ENDPOINT") or None
+    results = asyncio.run(inspect_all(services, endpoint, server_check=server_check))
+    if args.output == "json":
+        print(json.dumps([r.as_json() for r in results], indent=2, default=str))
+    else:
+        print(render_text(results))
+    return results
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    """Exit codes as `kubectl diff`: 0 no differences, 1 differences, 2 errors."""
+    results = _inspect(args, server_check=False)
+    if any(r.error or r.action == "not-owned" for r in results):
+        return EXIT_USAGE
+    return EXIT_INVALID if any(r.action in ("create", "update") for r in results) else EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """0: everything would be accepted (changes or not); 1: something would be refused."""
+    results = _inspect(args, server_check=True)
+    if any(r.error for r in results):
+        return EXIT_USAGE
+    refused = [r for r in results if r.action == "not-owned" or r.server_check not in ("", "ok")]
+    return EXIT_INVALID if refused else EXIT_OK
+
+
 def cmd_emulator(args: argparse.Namespace) -> int:
     from tfms.emulator import EmulatorConfig, serve_forever
 
@@ -120,6 +151,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds to wait for each service to be ready")
     p.add_argument("--no-wait", action="store_true", help="write and return without waiting")
     p.set_defaults(func=cmd_apply)
+
+    for name, func, help_text in (
+        ("diff", cmd_diff, "show owned fields that differ between the manifests and Cloud Run "
+                           "(exit 0 none, 1 differences, 2 error)"),
+        ("plan", cmd_plan, "diff, then ask Cloud Run to validate each change (validate_only) "
+                           "(exit 0 acceptable, 1 refused, 2 error)"),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("-f", "--filename", dest="files", action="append", required=True, metavar="FILE|DIR")
+        p.add_argument("--endpoint", help="a Cloud Run emulator host:port (else TFMS_CLOUDRUN_ENDPOINT, "
+                       "else Google Cloud with Application Default Credentials)")
+        p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+        p.set_defaults(func=func)
 
     p = sub.add_parser("emulator", help="run the local Cloud Run Admin API v2 emulator")
     p.add_argument("--host", default=os.environ.get("TFMS_EMULATOR_HOST", "127.0.0.1"))

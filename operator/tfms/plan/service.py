@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from tfms.api import names
-from tfms.plan.traffic import normalize
+from tfms.plan.diff import Change, owned_changes
 from tfms.render.cloudrun import RenderedService
 
 
@@ -22,7 +22,8 @@ class Action(StrEnum):
 @dataclass(frozen=True)
 class Plan:
     action: Action
-    changes: list[str] = field(default_factory=list)
+    changes: list[str] = field(default_factory=list)  # for people
+    diff: list[Change] = field(default_factory=list)  # for machines
 
 
 def _owner(labels: Mapping[str, str]) -> tuple[str, str] | None:
@@ -31,32 +32,13 @@ def _owner(labels: Mapping[str, str]) -> tuple[str, str] | None:
     return labels.get(names.LABEL_NAMESPACE, ""), labels.get(names.LABEL_NAME, "")
 
 
-def _differences(want: Any, have: Any, path: str) -> list[str]:
-    """Where `have` disagrees with `want`, looking only at what `want` sets.
-
-    Fields Cloud Run fills in by itself (defaults, system annotations) are absent from
-    `want` and so never count as drift.
-    """
-    if have is None and want in (0, False, "", [], {}):
-        return []  # proto3 JSON omits zero values
-    if isinstance(want, Mapping):
-        if not isinstance(have, Mapping):
-            return [path]
-        return [d for k, v in want.items() for d in _differences(v, have.get(k), f"{path}.{k}")]
-    if isinstance(want, list):
-        if not isinstance(have, list) or len(have) != len(want):
-            return [path]
-        return [d for i, (w, h) in enumerate(zip(want, have, strict=True)) for d in _differences(w, h, f"{path}[{i}]")]
-    return [] if want == have else [path]
-
-
 def plan_service(desired: RenderedService, live: Mapping[str, Any] | None) -> Plan:
     """Compare only the fields tfms owns.
 
     The template's revision name is a content hash, so a different name means different
-    content; the content is compared too (desired fields only), which catches a revision
-    that took our name with other content. Either way the whole template is resent from
-    the spec, never read-modified-written.
+    content; the content is compared too, which catches a revision that took our name with
+    other content. Either way the whole template is resent from the spec, never
+    read-modified-written.
     """
     if live is None:
         return Plan(Action.CREATE, ["service does not exist"])
@@ -68,21 +50,16 @@ def plan_service(desired: RenderedService, live: Mapping[str, Any] | None) -> Pl
                else f"owned by TFModelService {owner[0] or '?'}/{owner[1] or '?'}")
         return Plan(Action.NOT_OWNED, [f"Cloud Run service {desired.name} exists and is {who}"])
 
-    changes: list[str] = []
-    live_template = live.get("template") or {}
-    live_revision = str(live_template.get("revision", ""))
-    if live_revision != desired.revision:
-        changes.append(f"template: revision {live_revision or '(server-named)'} -> {desired.revision}")
-    else:
-        drift = _differences(desired.body["template"], live_template, "template")
-        if drift:
-            changes.append(f"template: {', '.join(drift)} differ from revision {desired.revision}")
-    for key, value in want_labels.items():
-        if live_labels.get(key) != value:
-            changes.append(f"labels.{key}: {live_labels.get(key)!r} -> {value!r}")
-    want_ingress = desired.body.get("ingress", "INGRESS_TRAFFIC_ALL")
-    if live.get("ingress", "INGRESS_TRAFFIC_ALL") != want_ingress:
-        changes.append(f"ingress: {live.get('ingress')} -> {want_ingress}")
-    if normalize(live.get("traffic", []) or []) != normalize(desired.body.get("traffic", [])):
-        changes.append("traffic: split differs")
-    return Plan(Action.UPDATE if changes else Action.NONE, changes)
+    changes = owned_changes(desired, live)
+    described = [_describe(c, desired.revision) for c in changes]
+    return Plan(Action.UPDATE if changes else Action.NONE, described, changes)
+
+
+def _describe(change: Change, revision: str) -> str:
+    if change.path == "template.revision":
+        return f"template: revision {change.live or '(server-named)'} -> {change.desired}"
+    if change.path.startswith("template."):
+        return f"{change.path} differs from revision {revision}"
+    if change.path == "traffic":
+        return "traffic: split differs"
+    return str(change)

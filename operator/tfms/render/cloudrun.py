@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tfms.api import names
-from tfms.api.model import TFModelService, TrafficTarget
+from tfms.api.model import Probe, TFModelService, TrafficTarget
 from tfms.render.tfserving import serving_command
 
 INGRESS = {
@@ -22,6 +22,7 @@ INGRESS = {
 LATEST = "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST"
 REVISION = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"
 CONTAINER_NAME = "tfserving"
+GPU_LIMIT = "nvidia.com/gpu"
 
 
 @dataclass(frozen=True)
@@ -65,10 +66,34 @@ def render_traffic(targets: tuple[TrafficTarget, ...]) -> list[dict[str, Any]]:
     return out
 
 
-def render_template(svc: TFModelService) -> dict[str, Any]:
+def _env(svc: TFModelService, extra: tuple[tuple[str, str], ...]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in extra]
+    for var in svc.runtime.env:
+        if var.secret is not None:
+            ref = {"secret": var.secret.secret, "version": var.secret.version}
+            out.append({"name": var.name, "valueSource": {"secretKeyRef": ref}})
+        else:
+            out.append({"name": var.name, "value": var.value})
+    return out
+
+
+def _probe(svc: TFModelService, probe: Probe) -> dict[str, Any]:
+    """HTTP GET on the model's status URL: TF Serving has no health endpoint, and this one
+    answers only once the model is loaded."""
+    return {
+        "initialDelaySeconds": probe.initial_delay_seconds,
+        "periodSeconds": probe.period_seconds,
+        "timeoutSeconds": probe.timeout_seconds,
+        "failureThreshold": probe.failure_threshold,
+        "httpGet": {"path": f"/v1/models/{svc.model.name}", "port": names.CONTAINER_PORT},
+    }
+
+
+def render_container(svc: TFModelService) -> dict[str, Any]:
     serving = serving_command(svc)
-    env = [{"name": k, "value": v} for k, v in serving.env]
-    env += [{"name": e.name, "value": e.value} for e in svc.runtime.env]
+    limits: dict[str, str] = {"cpu": svc.runtime.cpu, "memory": svc.runtime.memory}
+    if svc.runtime.gpu is not None:
+        limits[GPU_LIMIT] = "1"
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": svc.runtime.image,
@@ -76,13 +101,23 @@ def render_template(svc: TFModelService) -> dict[str, Any]:
         "args": list(serving.args),
         "ports": [{"name": "http1", "containerPort": names.CONTAINER_PORT}],
         "resources": {
-            "limits": {"cpu": svc.runtime.cpu, "memory": svc.runtime.memory},
+            "limits": limits,
             # Explicit, or setting resources would drop Cloud Run's default billing mode.
-            "cpuIdle": True,
+            "cpuIdle": not svc.scaling.cpu_always_allocated,
+            "startupCpuBoost": svc.scaling.startup_cpu_boost,
         },
     }
+    env = _env(svc, serving.env)
     if env:
         container["env"] = env
+    if svc.runtime.startup_probe is not None:
+        container["startupProbe"] = _probe(svc, svc.runtime.startup_probe)
+    if svc.runtime.liveness_probe is not None:
+        container["livenessProbe"] = _probe(svc, svc.runtime.liveness_probe)
+    return container
+
+
+def render_template(svc: TFModelService) -> dict[str, Any]:
     template: dict[str, Any] = {
         "labels": {
             names.LABEL_MANAGED_BY: names.MANAGED_BY_VALUE,
@@ -94,10 +129,13 @@ def render_template(svc: TFModelService) -> dict[str, Any]:
         },
         "timeout": f"{svc.scaling.timeout_seconds}s",
         "maxInstanceRequestConcurrency": svc.scaling.concurrency,
-        "containers": [container],
+        "containers": [render_container(svc)],
     }
     if svc.service_account:
         template["serviceAccount"] = svc.service_account
+    if svc.runtime.gpu is not None:
+        template["nodeSelector"] = {"accelerator": svc.runtime.gpu.type}
+        template["gpuZonalRedundancyDisabled"] = not svc.runtime.gpu.zonal_redundancy
     return template
 
 
@@ -105,11 +143,15 @@ def render_service(svc: TFModelService) -> RenderedService:
     template = render_template(svc)
     revision = names.revision_name(svc.name, template)
     body: dict[str, Any] = {
-        "labels": ownership_labels(svc),
+        "labels": {**dict(svc.labels), **ownership_labels(svc)},
         "ingress": INGRESS[svc.ingress],
         "template": {"revision": revision, **template},
         "traffic": render_traffic(svc.traffic),
     }
+    if svc.annotations:
+        body["annotations"] = dict(svc.annotations)
+    # Public without allUsers: works where Domain Restricted Sharing forbids allUsers.
+    body["invokerIamDisabled"] = svc.access.public
     return RenderedService(
         name=names.service_name(svc.project, svc.region, svc.name),
         parent=names.location_name(svc.project, svc.region),
