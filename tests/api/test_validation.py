@@ -254,8 +254,8 @@ CASES: list[tuple[str, Mutator, set[tuple[str, str]]]] = [
         {("spec.runtime.startupProbe.periodSeconds", "probe-startup-limit")},
     ),
     (
-        "probe timeout not below period",
-        _set("spec.runtime.livenessProbe", {"periodSeconds": 5, "timeoutSeconds": 5}),
+        "probe timeout above period",
+        _set("spec.runtime.livenessProbe", {"periodSeconds": 5, "timeoutSeconds": 6}),
         {("spec.runtime.livenessProbe.timeoutSeconds", "probe-timeout")},
     ),
     # rollout, access

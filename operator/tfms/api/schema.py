@@ -100,14 +100,14 @@ _PROBE: Final = _obj(
     {
         "initialDelaySeconds": _int("Seconds before the first probe.", minimum=0, maximum=3600),
         "periodSeconds": _int("Seconds between probes.", minimum=1, maximum=3600),
-        "timeoutSeconds": _int("Seconds before a probe times out; less than periodSeconds.",
+        "timeoutSeconds": _int("Seconds before a probe times out; at most periodSeconds.",
                                minimum=1, maximum=3600),
         "failureThreshold": _int("Consecutive failures before the container is restarted.",
                                  minimum=1, maximum=100),
     },
     rules=[_rule("!has(self.timeoutSeconds) || !has(self.periodSeconds) || "
-                   "self.timeoutSeconds < self.periodSeconds",
-                   "timeoutSeconds must be less than periodSeconds")],
+                   "self.timeoutSeconds <= self.periodSeconds",
+                   "timeoutSeconds must not exceed periodSeconds")],
 )
 
 _TRAFFIC_TARGET: Final = _obj(

@@ -274,9 +274,9 @@ def _runtime_errors(spec: Mapping[str, Any]) -> Iterator[FieldError]:
         p = runtime.get(kind)
         if _is_dict(p):
             period, timeout = p.get("periodSeconds"), p.get("timeoutSeconds")
-            if isinstance(period, int) and isinstance(timeout, int) and timeout >= period:
+            if isinstance(period, int) and isinstance(timeout, int) and timeout > period:
                 yield FieldError(f"spec.runtime.{kind}.timeoutSeconds", "probe-timeout",
-                                 f"must be less than periodSeconds ({period})", timeout)
+                                 f"must not exceed periodSeconds ({period})", timeout)
 
 
 def _metadata_key_errors(spec: Mapping[str, Any]) -> Iterator[FieldError]:
