@@ -38,6 +38,8 @@ MANAGED_BY_VALUE: Final = "tfms"
 LABEL_NAMESPACE: Final = "tfms-namespace"
 LABEL_NAME: Final = "tfms-name"
 LABEL_MODEL: Final = "tfms-model"
+LABEL_UID: Final = "tfms-uid"  # the owning object's UID, when it lives in a cluster (B-040)
+OWNERSHIP_LABELS: Final = (LABEL_MANAGED_BY, LABEL_NAMESPACE, LABEL_NAME, LABEL_UID)
 
 # Annotation on the Cloud Run service (v2 allows keys outside Google's own prefixes).
 ANNOTATION_PREFIX: Final = "tfms.dev/"

@@ -17,7 +17,7 @@ from google.auth import exceptions as auth_exc
 from google.cloud import run_v2
 from google.cloud.run_v2.services.revisions.transports import RevisionsGrpcAsyncIOTransport
 from google.cloud.run_v2.services.services.transports import ServicesGrpcAsyncIOTransport
-from google.protobuf import json_format
+from google.protobuf import field_mask_pb2, json_format
 
 from tfms.backends.errors import (
     BackendError,
@@ -157,6 +157,12 @@ class CloudRun:
         service = to_service({**body, "name": name, **({"etag": etag} if etag else {})})
         request = run_v2.UpdateServiceRequest(service=service, validate_only=True)
         await _call(f"validate update {name}", lambda: self._services.update_service(request=request))
+
+    async def set_labels(self, name: str, labels: dict[str, str], etag: str = "") -> None:
+        """Replace only the service's labels (update_mask), leaving template and traffic alone."""
+        service = run_v2.Service(name=name, labels=labels, etag=etag)
+        request = run_v2.UpdateServiceRequest(service=service, update_mask=field_mask_pb2.FieldMask(paths=["labels"]))
+        await _call(f"update labels of {name}", lambda: self._services.update_service(request=request))
 
     async def delete_service(self, name: str) -> None:
         try:

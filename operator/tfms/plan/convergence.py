@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from tfms.api.conditions import camel
 from tfms.plan.traffic import LATEST, normalize
 
 
@@ -43,17 +44,13 @@ def _reason_name(condition: Mapping[str, Any]) -> str:
     return ""
 
 
-def _camel(enum_name: str) -> str:
-    return "".join(part.capitalize() for part in enum_name.lower().split("_")) if enum_name else ""
-
-
 def convergence(live: Mapping[str, Any], desired_revision: str = "") -> Convergence:
     """Where `live` stands against Cloud Run's equalities (and, if given, our revision)."""
     if live.get("reconciling"):
         return Convergence(Phase.PENDING, "Reconciling", "Cloud Run is rolling out the change")
     terminal = live.get("terminalCondition") or {}
     if terminal.get("state") == "CONDITION_FAILED":
-        return Convergence(Phase.FAILED, _camel(_reason_name(terminal)) or "Failed",
+        return Convergence(Phase.FAILED, camel(_reason_name(terminal)) or "Failed",
                            str(terminal.get("message", "")))
     generation = int(live.get("generation", 0) or 0)
     observed = int(live.get("observedGeneration", 0) or 0)
@@ -69,5 +66,5 @@ def convergence(live: Mapping[str, Any], desired_revision: str = "") -> Converge
     if normalize(requested) != normalize(live.get("trafficStatuses", []) or []):
         return Convergence(Phase.PENDING, "TrafficNotMigrated", "traffic has not reached the requested split")
     if terminal and terminal.get("state") not in (None, "CONDITION_SUCCEEDED"):
-        return Convergence(Phase.PENDING, _camel(str(terminal.get("state", ""))), str(terminal.get("message", "")))
+        return Convergence(Phase.PENDING, camel(str(terminal.get("state", ""))), str(terminal.get("message", "")))
     return Convergence(Phase.READY, "Ready", "")

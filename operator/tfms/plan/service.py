@@ -32,6 +32,15 @@ def _owner(labels: Mapping[str, str]) -> tuple[str, str] | None:
     return labels.get(names.LABEL_NAMESPACE, ""), labels.get(names.LABEL_NAME, "")
 
 
+def owned_by(live_labels: Mapping[str, str], want_labels: Mapping[str, str]) -> bool:
+    """Same owner: namespace and name, and the object UID when both sides record one (so an
+    object recreated under the same name does not take over what an abandoned one left)."""
+    if _owner(live_labels) is None or _owner(live_labels) != _owner(want_labels):
+        return False
+    live_uid, want_uid = live_labels.get(names.LABEL_UID), want_labels.get(names.LABEL_UID)
+    return not (live_uid and want_uid and live_uid != want_uid)
+
+
 def plan_service(desired: RenderedService, live: Mapping[str, Any] | None) -> Plan:
     """Compare only the fields tfms owns.
 
@@ -44,10 +53,11 @@ def plan_service(desired: RenderedService, live: Mapping[str, Any] | None) -> Pl
         return Plan(Action.CREATE, ["service does not exist"])
     want_labels: Mapping[str, str] = desired.body.get("labels", {})
     live_labels: Mapping[str, str] = live.get("labels", {}) or {}
-    if _owner(live_labels) != _owner(want_labels):
+    if not owned_by(live_labels, want_labels):
         owner = _owner(live_labels)
         who = ("not created by tfms" if owner is None
-               else f"owned by TFModelService {owner[0] or '?'}/{owner[1] or '?'}")
+               else f"owned by TFModelService {owner[0] or '?'}/{owner[1] or '?'}"
+               + (f" (uid {live_labels[names.LABEL_UID]})" if live_labels.get(names.LABEL_UID) else ""))
         return Plan(Action.NOT_OWNED, [f"Cloud Run service {desired.name} exists and is {who}"])
 
     changes = owned_changes(desired, live)

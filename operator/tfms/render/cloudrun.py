@@ -37,11 +37,14 @@ class RenderedService:
 
 
 def ownership_labels(svc: TFModelService) -> dict[str, str]:
-    return {
+    labels = {
         names.LABEL_MANAGED_BY: names.MANAGED_BY_VALUE,
         names.LABEL_NAMESPACE: _label_value(svc.namespace),
         names.LABEL_NAME: _label_value(svc.name),
     }
+    if svc.uid:
+        labels[names.LABEL_UID] = _label_value(svc.uid)
+    return labels
 
 
 def _label_value(text: str) -> str:
