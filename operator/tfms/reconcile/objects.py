@@ -123,7 +123,9 @@ def _enum(code: str) -> str:
 
 
 class CloudRunDeleteAPI(CloudRunAPI, Protocol):
-    async def delete_service(self, name: str) -> None: ...
+    async def delete_service(self, name: str) -> None:
+        """Must treat a service that is already gone as deleted."""
+        ...
 
     async def set_labels(self, name: str, labels: dict[str, str], etag: str = "") -> None: ...
 
@@ -162,10 +164,7 @@ async def finalize_object(api: CloudRunDeleteAPI, body: Mapping[str, Any], defau
         kept = {k: v for k, v in labels.items() if k not in names.OWNERSHIP_LABELS}
         await api.set_labels(name, kept, str(live.get("etag", "")))
         return f"abandoned Cloud Run service {name}: ownership labels removed, service kept"
-    try:
-        await api.delete_service(name)
-    except NotFound:
-        pass
+    await api.delete_service(name)  # a service gone meanwhile counts as deleted
     return f"deleted Cloud Run service {name}"
 
 
