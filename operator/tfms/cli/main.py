@@ -46,10 +46,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_render(args: argparse.Namespace) -> int:
     from tfms.cli.apply import parse_all
-    from tfms.render.cloudrun import render_service
+    from tfms.render.formats import render_document
+    from tfms.render.knative import KnativeUnsupported
 
     services = parse_all(load(args.files), Defaults.from_env(os.environ))
-    docs = [{"name": r.name, **r.body} for r in map(render_service, services)]
+    try:
+        docs = [render_document(svc, args.format) for svc in services]
+    except KnativeUnsupported as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
     if args.output == "json":
         print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2))
     else:
@@ -138,8 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE|DIR")
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("render", help="print the Cloud Run v2 Service a manifest becomes")
+    p = sub.add_parser("render", help="print what a manifest becomes: a Cloud Run v2 Service (cloudrun), "
+                       "YAML for `gcloud run services replace` (gcloud), or a Knative Service (knative)")
     p.add_argument("files", nargs="+", metavar="FILE|DIR")
+    p.add_argument("--format", choices=["cloudrun", "gcloud", "knative"], default="cloudrun")
     p.add_argument("-o", "--output", choices=["yaml", "json"], default="yaml")
     p.set_defaults(func=cmd_render)
 
