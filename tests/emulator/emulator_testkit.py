@@ -2,18 +2,55 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import grpc
+import pytest
 from google.api_core import exceptions
+from google.api_core.client_options import ClientOptions
 from google.api_core.future import polling
+from google.auth.credentials import AnonymousCredentials
 from google.cloud import run_v2
 from google.cloud.run_v2.services.revisions.transports import RevisionsGrpcTransport
 from google.cloud.run_v2.services.services.transports import ServicesGrpcTransport
 from google.rpc import error_details_pb2
 
 from tfms.emulator import Emulator, RevisionEvents, RevisionLaunch
+
+TRANSPORTS = ("grpc", "rest")
+
+# What each transport raises for a server status (reference: testing-without-a-cluster.md, "Error mapping").
+RAISES: dict[str, dict[str, type[exceptions.GoogleAPICallError]]] = {
+    "grpc": {
+        "INVALID_ARGUMENT": exceptions.InvalidArgument,
+        "NOT_FOUND": exceptions.NotFound,
+        "ALREADY_EXISTS": exceptions.AlreadyExists,
+        "ABORTED": exceptions.Aborted,
+        "FAILED_PRECONDITION": exceptions.FailedPrecondition,
+        "RESOURCE_EXHAUSTED": exceptions.ResourceExhausted,
+        "PERMISSION_DENIED": exceptions.PermissionDenied,
+        "UNAVAILABLE": exceptions.ServiceUnavailable,
+        "DEADLINE_EXCEEDED": exceptions.DeadlineExceeded,
+        "INTERNAL": exceptions.InternalServerError,
+    },
+    "rest": {
+        "INVALID_ARGUMENT": exceptions.BadRequest,
+        "NOT_FOUND": exceptions.NotFound,
+        "ALREADY_EXISTS": exceptions.Conflict,
+        "ABORTED": exceptions.Conflict,
+        "FAILED_PRECONDITION": exceptions.BadRequest,
+        "RESOURCE_EXHAUSTED": exceptions.TooManyRequests,
+        "PERMISSION_DENIED": exceptions.Forbidden,
+        "UNAVAILABLE": exceptions.ServiceUnavailable,
+        "DEADLINE_EXCEEDED": exceptions.GatewayTimeout,
+        "INTERNAL": exceptions.InternalServerError,
+    },
+}
+_REST_PREFIX = re.compile(r"^[A-Z]+ \S+: ")
 
 PROJECT = "example-project"
 REGION = "us-central1"
@@ -50,17 +87,43 @@ def finish(op: Any) -> Any:
 
 
 def violated_fields(exc: exceptions.GoogleAPICallError) -> set[str]:
-    """Field paths from the BadRequest details the emulator attaches."""
-    return {v.field for d in exc.details if isinstance(d, error_details_pb2.BadRequest) for v in d.field_violations}
+    """Field paths from the BadRequest details (pb2 over gRPC, proto3 JSON dicts over REST)."""
+    fields = set()
+    for detail in exc.details:
+        if isinstance(detail, error_details_pb2.BadRequest):
+            fields |= {v.field for v in detail.field_violations}
+        elif isinstance(detail, dict) and detail.get("@type", "").endswith("/google.rpc.BadRequest"):
+            fields |= {v["field"] for v in detail.get("fieldViolations", [])}
+    return fields
+
+
+def message_of(exc: exceptions.GoogleAPICallError) -> str:
+    """The server's message (REST errors prefix it with the HTTP verb and URL)."""
+    return _REST_PREFIX.sub("", exc.message)
 
 
 class Api:
     """Thin helpers over the real sync clients so tests read as Cloud Run calls."""
 
-    def __init__(self, emulator: Emulator, services: run_v2.ServicesClient, revisions: run_v2.RevisionsClient):
+    def __init__(
+        self,
+        emulator: Emulator,
+        services: run_v2.ServicesClient,
+        revisions: run_v2.RevisionsClient,
+        transport: str = "grpc",
+    ):
         self.emulator = emulator
         self.services = services
         self.revisions = revisions
+        self.transport = transport
+
+    @contextlib.contextmanager
+    def raises(self, status: str) -> Iterator[pytest.ExceptionInfo[exceptions.GoogleAPICallError]]:
+        """Expect exactly the exception class this transport raises for a server status."""
+        expected = RAISES[self.transport][status]
+        with pytest.raises(exceptions.GoogleAPICallError) as info:
+            yield info
+        assert type(info.value) is expected, f"{self.transport}: {type(info.value).__name__} for {status}"
 
     @staticmethod
     def name(service_id: str) -> str:
@@ -145,3 +208,30 @@ def clients(address: str) -> tuple[grpc.Channel, run_v2.ServicesClient, run_v2.R
     services = run_v2.ServicesClient(transport=ServicesGrpcTransport(channel=channel))
     revisions = run_v2.RevisionsClient(transport=RevisionsGrpcTransport(channel=channel))
     return channel, services, revisions
+
+
+def rest_clients(url: str) -> tuple[run_v2.ServicesClient, run_v2.RevisionsClient]:
+    """The real clients over REST, as the reference's "Client construction" table builds them."""
+    options = ClientOptions(api_endpoint=url)
+    anonymous = AnonymousCredentials()  # type: ignore[no-untyped-call]
+    services = run_v2.ServicesClient(transport="rest", credentials=anonymous, client_options=options)
+    revisions = run_v2.RevisionsClient(transport="rest", credentials=anonymous, client_options=options)
+    return services, revisions
+
+
+@contextlib.contextmanager
+def connect(emulator: Emulator, transport: str) -> Iterator[Api]:
+    """An `Api` over one transport of a started emulator (REST needs `start(rest_port=...)`)."""
+    if transport == "rest":
+        services, revisions = rest_clients(emulator.rest_url)
+        try:
+            yield Api(emulator, services, revisions, "rest")
+        finally:
+            services.transport.close()  # type: ignore[no-untyped-call]
+            revisions.transport.close()  # type: ignore[no-untyped-call]
+    else:
+        channel, services, revisions = clients(emulator.address)
+        try:
+            yield Api(emulator, services, revisions, "grpc")
+        finally:
+            channel.close()

@@ -66,16 +66,6 @@ def test_delay(api: Api, emulator: Emulator) -> None:
     assert time.monotonic() - started < 0.2
 
 
-def test_operation_polls(api: Api, emulator: Emulator) -> None:
-    emulator.control.operation_polls(3)
-    op = api.create("svc")
-    assert emulator.wait_until(lambda s: not s.services[api.name("svc")].reconciling)
-    assert op.operation.done is False
-    svc = finish(op)
-    assert svc.observed_generation == 1
-    assert len(emulator.control.calls_to("GetOperation")) == 4  # three answered "not done", then done
-
-
 def test_operations_service(api: Api, emulator: Emulator) -> None:
     op = api.create("svc")
     finish(op)
@@ -116,3 +106,18 @@ def test_delete_revision_operation_carries_the_revision(api: Api) -> None:
     op = api.revisions.delete_revision(name=first)
     assert op.operation.response.Is(run_v2.Revision.pb().DESCRIPTOR)
     assert finish(op).name == first
+
+
+def test_fail_next_operation_on_delete_revision_changes_nothing(api: Api, emulator: Emulator) -> None:
+    svc = api.create_ready("svc")
+    first = svc.latest_created_revision
+    svc.template.containers[0].image = "other:1"
+    api.update_ready(svc)
+    emulator.control.fail_next_operation(grpc.StatusCode.UNAVAILABLE, "Try again.")
+    with pytest.raises(exceptions.ServiceUnavailable):
+        finish(api.revisions.delete_revision(name=first))
+    assert api.revisions.get_revision(name=first).name == first
+    assert finish(api.revisions.delete_revision(name=first)).name == first  # used up: the next one works
+    with pytest.raises(ValueError, match="non-OK"):
+        emulator.control.fail_next_operation(grpc.StatusCode.OK)
+    assert {c.transport for c in emulator.control.calls} == {"grpc"}

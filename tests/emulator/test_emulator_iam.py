@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 from google.api_core import exceptions
-from google.iam.v1 import iam_policy_pb2, policy_pb2
+from google.iam.v1 import policy_pb2
 from google.type import expr_pb2
 
-from tests.emulator.emulator_testkit import Api, finish, violated_fields
+from tests.emulator.emulator_testkit import Api, violated_fields
 
 INVOKER = "roles/run.invoker"
 CONFLICT = "There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff."
@@ -47,33 +47,6 @@ def test_get_set_and_etag_rotation(api: Api) -> None:
     assert api.emulator.state.policies[svc.name] == stored
 
 
-def test_concurrent_writers_conflict_and_retry_keeps_both(api: Api) -> None:
-    svc = api.create_ready("svc")
-    a = api.services.get_iam_policy(request={"resource": svc.name})
-    b = api.services.get_iam_policy(request={"resource": svc.name})
-    api.services.set_iam_policy(
-        request={"resource": svc.name, "policy": _add(b, "serviceAccount:ci@example-project.iam.gserviceaccount.com")}
-    )
-    with pytest.raises(exceptions.Aborted) as err:
-        api.services.set_iam_policy(request={"resource": svc.name, "policy": _add(a, "allUsers")})
-    assert isinstance(err.value, exceptions.Conflict)
-    assert err.value.message == CONFLICT
-    fresh = api.services.get_iam_policy(request={"resource": svc.name})
-    final = api.services.set_iam_policy(request={"resource": svc.name, "policy": _add(fresh, "allUsers")})
-    assert sorted(final.bindings[0].members) == [
-        "allUsers",
-        "serviceAccount:ci@example-project.iam.gserviceaccount.com",
-    ]
-
-
-def test_set_without_etag_overwrites(api: Api) -> None:
-    svc = api.create_ready("svc")
-    policy = policy_pb2.Policy(bindings=[policy_pb2.Binding(role=INVOKER, members=["user:a@example.com"])])
-    api.services.set_iam_policy(request={"resource": svc.name, "policy": policy})
-    stored = api.services.set_iam_policy(request={"resource": svc.name, "policy": policy_pb2.Policy()})
-    assert list(stored.bindings) == []
-
-
 @pytest.mark.parametrize(
     ("binding", "field"),
     [
@@ -108,28 +81,3 @@ def test_accepted_member_forms(api: Api) -> None:
     policy = policy_pb2.Policy(bindings=[policy_pb2.Binding(role=INVOKER, members=members)])
     stored = api.services.set_iam_policy(request={"resource": svc.name, "policy": policy})
     assert sorted(stored.bindings[0].members) == sorted(members)
-
-
-def test_unknown_service_and_permissions(api: Api) -> None:
-    missing = api.name("missing")
-    with pytest.raises(exceptions.NotFound):
-        api.services.get_iam_policy(request={"resource": missing})
-    with pytest.raises(exceptions.NotFound):
-        api.services.set_iam_policy(request={"resource": missing, "policy": policy_pb2.Policy()})
-    with pytest.raises(exceptions.NotFound):
-        api.services.test_iam_permissions(request={"resource": missing, "permissions": ["run.routes.invoke"]})
-    svc = api.create_ready("svc")
-    response = api.services.test_iam_permissions(
-        request=iam_policy_pb2.TestIamPermissionsRequest(
-            resource=svc.name, permissions=["run.routes.invoke", "run.services.get", "storage.objects.get"]
-        )
-    )
-    assert list(response.permissions) == ["run.routes.invoke", "run.services.get"]
-
-
-def test_delete_service_drops_policy(api: Api) -> None:
-    svc = api.create_ready("svc")
-    api.services.set_iam_policy(request={"resource": svc.name, "policy": _add(policy_pb2.Policy(), "allUsers")})
-    finish(api.services.delete_service(name=svc.name))
-    api.create_ready("svc")
-    assert list(api.services.get_iam_policy(request={"resource": svc.name}).bindings) == []

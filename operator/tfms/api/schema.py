@@ -364,11 +364,10 @@ STATUS_SCHEMA: Final[JSON] = {
 }
 
 ROOT_RULES: Final = [
-    _rule("size(self.metadata.name) < 50", "the name is the Cloud Run service ID: fewer than 50 characters",
-          ".metadata.name"),
+    _rule("size(self.metadata.name) < 50", "the name is the Cloud Run service ID: fewer than 50 characters"),
     _rule("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
           "the name is the Cloud Run service ID: a lowercase letter first, then lowercase letters, digits "
-          "or '-', not ending with '-'", ".metadata.name"),
+          "or '-', not ending with '-'"),
     _rule("!has(self.spec.traffic) || self.spec.traffic.all(t, !has(t.revision) || "
           "t.revision.startsWith(self.metadata.name + '-'))",
           "pinned revisions of this service are named '{metadata.name}-...'", ".spec.traffic"),

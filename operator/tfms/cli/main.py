@@ -117,7 +117,8 @@ def cmd_emulator(args: argparse.Namespace) -> int:
         from tfms.emulator.local import LocalExecutor
 
         executor = LocalExecutor()
-    serve_forever(args.host, args.port, EmulatorConfig(ready_delay=args.ready_delay), executor)
+    config = EmulatorConfig(ready_delay=args.ready_delay, state_file=args.state)
+    serve_forever(args.host, args.port, config, executor, rest_port=args.rest_port)
     return EXIT_OK
 
 
@@ -125,6 +126,14 @@ def cmd_up(args: argparse.Namespace) -> int:
     from tfms.cli.up import up
 
     return up(args.files, host=args.host, port=args.port, timeout=args.timeout)
+
+
+def cmd_operator(args: argparse.Namespace) -> int:
+    from tfms.handlers.run import run
+
+    run(namespaces=args.namespace or (), standalone=args.standalone, peering=args.peering,
+        liveness=args.liveness)
+    return EXIT_OK
 
 
 def cmd_crd(args: argparse.Namespace) -> int:
@@ -178,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--local", action="store_true", help="run every ready revision as a local model server")
     p.add_argument("--ready-delay", type=float, default=0.0,
                    help="seconds a simulated revision takes to become ready")
+    from tfms.emulator.cli_options import add_emulator_arguments  # light: no grpc import
+
+    add_emulator_arguments(p)
     p.set_defaults(func=cmd_emulator)
 
     p = sub.add_parser("up", help="serve manifests locally: emulator + model servers + router")
@@ -187,6 +199,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="emulator port, for `tfms apply --endpoint` while up runs (0 picks one)")
     p.add_argument("--timeout", type=float, default=_env_float("TFMS_APPLY_TIMEOUT", 600.0))
     p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("operator", help="run the Kubernetes operator (kopf); settings from TFMS_* variables",
+                       description="Reconciles TFModelService objects into Cloud Run. Environment: "
+                       "TFMS_CLOUDRUN_ENDPOINT (emulator host:port; default Google with ADC), TFMS_PROJECT, "
+                       "TFMS_REGION, TFMS_RESYNC_SECONDS (60), TFMS_POLL_SECONDS (5), "
+                       "TFMS_RETRY_INITIAL_SECONDS (2), TFMS_RETRY_MAX_SECONDS (300).")
+    p.add_argument("-n", "--namespace", action="append", help="watch only this namespace (repeatable); "
+                   "default: cluster-wide")
+    p.add_argument("--standalone", action="store_true", help="no peering (a single replica)")
+    p.add_argument("--peering", default=os.environ.get("TFMS_PEERING") or None,
+                   help="kopf peering object name for several replicas (high availability)")
+    p.add_argument("--liveness", default=os.environ.get("TFMS_LIVENESS_ENDPOINT") or None,
+                   help="serve a liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    p.set_defaults(func=cmd_operator)
 
     p = sub.add_parser("crd", help="print the TFModelService CustomResourceDefinition")
     p.set_defaults(func=cmd_crd)

@@ -51,8 +51,9 @@ def up(files: list[str], *, host: str, port: int, timeout: float) -> int:
     executor = LocalExecutor()
     emulator = Emulator(EmulatorConfig(), executor=executor)
     try:
-        address = emulator.start(host, port)
+        address = emulator.start(host, port, rest_port=0)
         print(f"Cloud Run emulator: {address}  (tfms apply --endpoint {address} -f FILE)", flush=True)
+        print(f"Emulator REST and control interface: {emulator.rest_url}  (see tfms emulator --help)", flush=True)
         results = asyncio.run(apply_all(services, address, timeout=timeout, interval=0.2))
         print(results_table(results), flush=True)
         if not all(r.state.phase is Phase.READY for r in results):

@@ -22,10 +22,18 @@ ROUTES_READY = "RoutesReady"
 CONFIGURATIONS_READY = "ConfigurationsReady"
 CONTAINER_HEALTHY = "ContainerHealthy"
 RESOURCES_AVAILABLE = "ResourcesAvailable"
+ACTIVE = "Active"
 
 
 def is_common_reason(reason: str) -> bool:
     return reason in CommonReason.__members__ and reason != "COMMON_REASON_UNDEFINED"
+
+
+def known_reason(reason: str) -> bool:
+    """A CommonReason or RevisionReason name (what executors and fault injection may report)."""
+    return is_common_reason(reason) or (
+        reason in RevisionReason.__members__ and reason != "REVISION_REASON_UNDEFINED"
+    )
 
 
 def service_reason(executor_reason: str) -> str:

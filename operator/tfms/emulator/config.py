@@ -33,5 +33,22 @@ class EmulatorConfig:
     seed: int | None = None
     """Seed for the random suffix of generated revision names (None: unpredictable)."""
 
+    max_serving_revisions_per_location: int = 4000
+    """Cloud Run's per project+region cap on serving revisions; a deploy that would exceed it
+    fails with the revision reason ACTIVE_REVISION_LIMIT_REACHED and traffic stays put."""
+
+    max_tags_per_location: int = 2000
+    """Cloud Run's per project+region tag quota; beyond it, tags with no traffic are deleted
+    oldest first."""
+
+    public_members_blocked: bool = False
+    """Act as if the org policy `iam.allowedPolicyMemberDomains` (Domain Restricted Sharing)
+    applied: SetIamPolicy with allUsers/allAuthenticatedUsers fails (FAILED_PRECONDITION);
+    `invoker_iam_disabled=true` remains the way to make a service public."""
+
+    state_file: str | None = None
+    """Keep services, revisions, IAM policies and operations in this JSON file across restarts
+    (see `tfms.emulator.persistence` for what is and is not kept). None: memory only."""
+
     max_workers: int = 16
-    """gRPC server threads."""
+    """gRPC (and REST) server threads."""

@@ -19,10 +19,11 @@ Metadata = tuple[tuple[str, str | bytes], ...]  # gRPC invocation metadata (`-bi
 
 
 class Call(NamedTuple):
-    """One RPC as received: its short method name and the deserialised request."""
+    """One RPC as received: its short method name, the deserialised request, and the transport."""
 
     method: str
     request: Any
+    transport: str = "grpc"  # "grpc" or "rest"
 
 
 @dataclass
@@ -44,6 +45,7 @@ class Control:
         self._metadata: list[Metadata] = []
         self._revision_failures: deque[tuple[str, str]] = deque()
         self._image_failures: dict[str, tuple[str, str]] = {}
+        self._operation_failures: deque[tuple[grpc.StatusCode, str]] = deque()
         self._polls = self._default_polls = operation_polls
 
     def _method(self, name: str) -> str:
@@ -88,6 +90,16 @@ class Control:
         with self._lock:
             self._image_failures.pop(image, None)
 
+    def fail_next_operation(
+        self, code: grpc.StatusCode = grpc.StatusCode.INTERNAL, message: str = "Injected operation failure."
+    ) -> None:
+        """The next accepted Create/Update/DeleteService or DeleteRevision changes nothing and
+        returns an operation that ends with this error (after any configured polls)."""
+        if code is grpc.StatusCode.OK:
+            raise ValueError("an operation error needs a non-OK code")
+        with self._lock:
+            self._operation_failures.append((code, message))
+
     def operation_polls(self, n: int) -> None:
         """New operations report `done=False` to creation and their first `n` GetOperation calls."""
         if n < 0:
@@ -102,6 +114,7 @@ class Control:
             self._delays.clear()
             self._revision_failures.clear()
             self._image_failures.clear()
+            self._operation_failures.clear()
             self._calls.clear()
             self._metadata.clear()
             self._polls = self._default_polls
@@ -130,10 +143,12 @@ class Control:
             self._metadata.clear()
 
     # -- used by the emulator ----------------------------------------------------------------
-    def before_call(self, method: str, request: Any, metadata: Metadata) -> tuple[grpc.StatusCode, str] | None:
+    def before_call(
+        self, method: str, request: Any, metadata: Metadata, transport: str = "grpc"
+    ) -> tuple[grpc.StatusCode, str] | None:
         """Record the call, apply its delay, and return an injected fault to answer with."""
         with self._lock:
-            self._calls.append(Call(method, request))
+            self._calls.append(Call(method, request, transport))
             self._metadata.append(metadata)
             delay = self._delays.get(method, 0.0)
         if delay:
@@ -153,6 +168,10 @@ class Control:
             if self._revision_failures:
                 return self._revision_failures.popleft()
             return self._image_failures.get(image)
+
+    def take_operation_failure(self) -> tuple[grpc.StatusCode, str] | None:
+        with self._lock:
+            return self._operation_failures.popleft() if self._operation_failures else None
 
     @property
     def polls(self) -> int:

@@ -1,4 +1,4 @@
-"""API errors raised by the control plane and turned into gRPC statuses by the handlers."""
+"""API errors raised by the control plane and turned into gRPC statuses or JSON error envelopes."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
 
 
 class Violation(NamedTuple):
@@ -45,3 +47,19 @@ def aborted(message: str) -> ApiError:
 
 def failed_precondition(message: str) -> ApiError:
     return ApiError(grpc.StatusCode.FAILED_PRECONDITION, message)
+
+
+def status_of(error: ApiError) -> status_pb2.Status:
+    """The `google.rpc.Status` both transports send: code, message, `BadRequest` violations."""
+    status = status_pb2.Status(code=error.code.value[0], message=error.message)
+    if error.violations:
+        details = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                for v in error.violations
+            ]
+        )
+        packed = any_pb2.Any()
+        packed.Pack(details)
+        status.details.append(packed)
+    return status

@@ -8,114 +8,43 @@ carry a `google.rpc.Status` with `BadRequest` field violations in the standard
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
 import grpc
-from google.cloud import run_v2
-from google.iam.v1 import iam_policy_pb2
-from google.longrunning import operations_pb2
-from google.rpc import error_details_pb2, status_pb2
 
-from .control import Control
-from .errors import ApiError
-from .operations import pack
-from .plane import ControlPlane
+from .errors import ApiError, status_of
+from .rpcs import METHOD_NAMES, RPCS, Dispatcher, Rpc, to_pb
 
-log = logging.getLogger(__name__)
-
-SERVICES = "google.cloud.run.v2.Services"
-REVISIONS = "google.cloud.run.v2.Revisions"
-OPERATIONS = "google.longrunning.Operations"
+__all__ = ["METHOD_NAMES", "generic_handlers"]
 
 
-def _pb_serialize(message: Any) -> bytes:
-    data: bytes = message.SerializeToString()
+def _encode(message: Any) -> bytes:
+    data: bytes = to_pb(message).SerializeToString()
     return data
 
 
-# service -> method -> (request decoder, response encoder, plane method name)
-_METHODS: dict[str, dict[str, tuple[Callable[[bytes], Any], Callable[[Any], bytes], str]]] = {
-    SERVICES: {
-        "CreateService": (run_v2.CreateServiceRequest.deserialize, _pb_serialize, "create_service"),
-        "GetService": (run_v2.GetServiceRequest.deserialize, run_v2.Service.serialize, "get_service"),
-        "ListServices": (
-            run_v2.ListServicesRequest.deserialize,
-            run_v2.ListServicesResponse.serialize,
-            "list_services",
-        ),
-        "UpdateService": (run_v2.UpdateServiceRequest.deserialize, _pb_serialize, "update_service"),
-        "DeleteService": (run_v2.DeleteServiceRequest.deserialize, _pb_serialize, "delete_service"),
-        "GetIamPolicy": (iam_policy_pb2.GetIamPolicyRequest.FromString, _pb_serialize, "get_iam_policy"),
-        "SetIamPolicy": (iam_policy_pb2.SetIamPolicyRequest.FromString, _pb_serialize, "set_iam_policy"),
-        "TestIamPermissions": (
-            iam_policy_pb2.TestIamPermissionsRequest.FromString,
-            _pb_serialize,
-            "test_iam_permissions",
-        ),
-    },
-    REVISIONS: {
-        "GetRevision": (run_v2.GetRevisionRequest.deserialize, run_v2.Revision.serialize, "get_revision"),
-        "ListRevisions": (
-            run_v2.ListRevisionsRequest.deserialize,
-            run_v2.ListRevisionsResponse.serialize,
-            "list_revisions",
-        ),
-        "DeleteRevision": (run_v2.DeleteRevisionRequest.deserialize, _pb_serialize, "delete_revision"),
-    },
-    OPERATIONS: {
-        "GetOperation": (operations_pb2.GetOperationRequest.FromString, _pb_serialize, "get_operation"),
-        "ListOperations": (operations_pb2.ListOperationsRequest.FromString, _pb_serialize, "list_operations"),
-        "DeleteOperation": (operations_pb2.DeleteOperationRequest.FromString, _pb_serialize, "delete_operation"),
-        "WaitOperation": (operations_pb2.WaitOperationRequest.FromString, _pb_serialize, "wait_operation"),
-    },
-}
-
-METHOD_NAMES = frozenset(m for methods in _METHODS.values() for m in methods)
-
-
 def _abort(context: grpc.ServicerContext, error: ApiError) -> None:
-    status = status_pb2.Status(code=error.code.value[0], message=error.message)
-    if error.violations:
-        details = error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-                for v in error.violations
-            ]
-        )
-        status.details.append(pack(details))
+    status = status_of(error)
     context.set_trailing_metadata((("grpc-status-details-bin", status.SerializeToString()),))
     context.abort(error.code, error.message)
 
 
-def _handler(method: str, target: Callable[[Any], Any], control: Control) -> Callable[[Any, Any], Any]:
+def _handler(rpc: Rpc, dispatcher: Dispatcher) -> Callable[[Any, grpc.ServicerContext], Any]:
     def handle(request: Any, context: grpc.ServicerContext) -> Any:
         metadata = tuple((m.key, m.value) for m in context.invocation_metadata() or ())
-        fault = control.before_call(method, request, metadata)
-        if fault is not None:
-            context.abort(fault[0], fault[1])
         try:
-            return target(request)
+            return dispatcher.call(rpc.name, request, metadata, "grpc")
         except ApiError as error:
             _abort(context, error)
-        except Exception as exc:
-            log.exception("emulator bug in %s", method)
-            context.abort(grpc.StatusCode.INTERNAL, f"Emulator error in {method}: {exc}")
 
     return handle
 
 
-def generic_handlers(plane: ControlPlane, control: Control) -> list[grpc.GenericRpcHandler]:
-    handlers = []
-    for service, methods in _METHODS.items():
-        table = {
-            name: grpc.unary_unary_rpc_method_handler(
-                _handler(name, getattr(plane, attr), control),
-                request_deserializer=decode,
-                response_serializer=encode,
-            )
-            for name, (decode, encode, attr) in methods.items()
-        }
-        handlers.append(grpc.method_handlers_generic_handler(service, table))
-    return handlers
+def generic_handlers(dispatcher: Dispatcher) -> list[grpc.GenericRpcHandler]:
+    by_service: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
+    for rpc in RPCS.values():
+        by_service.setdefault(rpc.service, {})[rpc.name] = grpc.unary_unary_rpc_method_handler(
+            _handler(rpc, dispatcher), request_deserializer=rpc.decode, response_serializer=_encode
+        )
+    return [grpc.method_handlers_generic_handler(service, table) for service, table in by_service.items()]

@@ -11,8 +11,13 @@ import re
 
 from google.iam.v1 import policy_pb2
 
-from .errors import Violation, aborted, invalid
+from .errors import Violation, aborted, failed_precondition, invalid
 
+PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
+DOMAIN_RESTRICTED_MESSAGE = (
+    "One or more users named in the policy do not belong to a permitted customer, "
+    "perhaps due to an organization policy."
+)
 CONCURRENT_CHANGE_MESSAGE = (
     "There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff."
 )
@@ -59,13 +64,18 @@ def validate_policy(policy: policy_pb2.Policy) -> list[Violation]:
     return out
 
 
-def apply_set(current: policy_pb2.Policy, requested: policy_pb2.Policy) -> policy_pb2.Policy:
-    """The policy stored by SetIamPolicy: the requested one, normalised, with a fresh etag."""
+def apply_set(
+    current: policy_pb2.Policy, requested: policy_pb2.Policy, public_blocked: bool = False
+) -> policy_pb2.Policy:
+    """The policy stored by SetIamPolicy: the requested one, normalised, with a fresh etag.
+    `public_blocked` is Domain Restricted Sharing (`iam.allowedPolicyMemberDomains`)."""
     if requested.etag and requested.etag != current.etag:
         raise aborted(CONCURRENT_CHANGE_MESSAGE)
     violations = validate_policy(requested)
     if violations:
         raise invalid(violations)
+    if public_blocked and any(m in PUBLIC_MEMBERS for b in requested.bindings for m in b.members):
+        raise failed_precondition(DOMAIN_RESTRICTED_MESSAGE)
     merged: dict[str, list[str]] = {}
     for binding in requested.bindings:
         members = merged.setdefault(binding.role, [])

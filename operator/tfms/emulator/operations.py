@@ -63,6 +63,10 @@ class OperationStore:
         self._ops[record.name] = record
         return record
 
+    def restore(self, records: list[OperationRecord]) -> None:
+        """Operations read back from a state file, in their original order."""
+        self._ops = {op.name: op for op in records}
+
     def succeed(self, record: OperationRecord, response: Message) -> None:
         record.metadata = pack(response)
         record.response = pack(response)

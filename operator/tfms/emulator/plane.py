@@ -8,6 +8,7 @@ and `revision_failed`, from any thread.
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 import threading
@@ -23,8 +24,9 @@ from google.cloud import run_v2
 from google.iam.v1 import iam_policy_pb2, policy_pb2
 from google.longrunning import operations_pb2
 from google.protobuf import empty_pb2, field_mask_pb2
+from google.protobuf.message import Message
 
-from . import iam, reconcile
+from . import iam, persistence, reconcile
 from .conditions import READY, State, condition
 from .config import EmulatorConfig
 from .control import Control
@@ -40,7 +42,7 @@ from .naming import (
     parse_service,
     service_id_problem,
 )
-from .operations import OperationStore, decode_token, encode_token
+from .operations import OperationRecord, OperationStore, decode_token, encode_token
 from .state import (
     SERVICE_OUTPUT_FIELDS,
     Phase,
@@ -54,6 +56,7 @@ from .state import (
 from .validation import validate_service, validate_traffic
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
@@ -105,10 +108,48 @@ class ControlPlane:
         self._effects = EffectRunner()
         self._rng = random.Random(config.seed)
         self._seq = 0
+        self._closing = False
+        self._relaunched: set[str] = set()  # restored ready revisions launched again, not yet settled
+        self._store = persistence.StateFile(config.state_file) if config.state_file else None
+        if self._store is not None:
+            restored = self._store.load()
+            if restored is not None:
+                self._services = restored.services
+                self._policies = restored.policies
+                self._ops.restore(restored.operations)
+                self._seq = restored.seq
 
     # -- lifecycle and observation ---------------------------------------------------------------
     def close(self) -> None:
         self._effects.close()
+        with self._lock:
+            if self._store is not None:  # later executor reports change memory only
+                self._store.close()
+                self._store = None
+
+    def resume(self) -> None:
+        """After the executor is bound: launch again what a state file brought back (every
+        revision that was ready or still starting); each service's routes follow once the
+        revisions they name have settled again."""
+        with self._cond:
+            for record in self._services.values():
+                for rrec in sorted(record.revisions.values(), key=lambda r: r.seq):
+                    if rrec.phase is Phase.FAILED:
+                        continue
+                    if rrec.phase is Phase.READY:
+                        self._relaunched.add(str(rrec.revision.name))
+                    self._effects.submit(partial(self._launch, self._launch_for(record, rrec)))
+
+    def _commit(self) -> None:
+        """Persist the state (lock held), so an acknowledged change survives a restart."""
+        if self._store is not None:
+            self._store.save(persistence.encode(self._services, self._policies, self._ops.all(), self._seq))
+
+    def wake_waiters(self) -> None:
+        """Answer every pending WaitOperation now (the emulator is stopping)."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
 
     def wait_effects(self, timeout: float | None = None) -> bool:
         """True once every queued executor call has run."""
@@ -170,7 +211,7 @@ class ControlPlane:
             if name.full in self._services:
                 raise already_exists(f"Resource '{name.full}' already exists.")
             self._check_service_quota(name)
-            return self._deploy(name, None, spec, urls, req.validate_only)
+            return self._accept(name, None, spec, urls, req.validate_only)
 
     def update_service(self, req: run_v2.UpdateServiceRequest) -> operations_pb2.Operation:
         name = parse_service(req.service.name)
@@ -198,7 +239,7 @@ class ControlPlane:
                 raise invalid(violations)
             if self._config.server_defaults:
                 apply_template_defaults(merged.template)
-            return self._deploy(name, record, merged, urls, req.validate_only)
+            return self._accept(name, record, merged, urls, req.validate_only)
 
     def delete_service(self, req: run_v2.DeleteServiceRequest) -> operations_pb2.Operation:
         name = self._service_name(req.name, "name")
@@ -210,10 +251,13 @@ class ControlPlane:
             gone = clone(record.service)
             gone.delete_time = now
             gone.reconciling = False
+            if req.validate_only:
+                return self._finished_op(name.parent, name.full, run_v2.Service.pb(gone), 0)
+            failed = self._injected_operation_failure(name.parent, name.full, run_v2.Service.pb(record.service))
+            if failed is not None:
+                return failed
             op = self._ops.create(name.parent, name.full, run_v2.Service.pb(gone), self._control.polls)
             self._ops.succeed(op, run_v2.Service.pb(gone))
-            if req.validate_only:
-                return op.to_pb()
             del self._services[name.full]
             self._policies.pop(name.full, None)
             for pending in record.pending_ops:
@@ -225,6 +269,7 @@ class ControlPlane:
             for rrec in record.revisions.values():
                 self._effects.submit(partial(self._executor.stop_revision, str(rrec.revision.name)))
             self._effects.submit(partial(self._executor.delete_service, name.full))
+            self._commit()
             self._cond.notify_all()
             return op.to_pb()
 
@@ -238,12 +283,14 @@ class ControlPlane:
         if parent is None:
             raise invalid([Violation("parent", "must be projects/{project}/locations/{location}")])
         project, location = parent
+        if location == "-":  # documented on ListServicesRequest.parent
+            raise invalid([Violation("parent", 'the location must be a region and cannot be the "-" wildcard')])
         with self._lock:
             records = sorted(
                 (
                     r
                     for r in self._services.values()
-                    if r.name.project == project and location in ("-", r.name.location)
+                    if r.name.project == project and r.name.location == location
                 ),
                 key=lambda r: r.seq,
             )
@@ -251,6 +298,36 @@ class ControlPlane:
             return run_v2.ListServicesResponse(services=[clone(r.service) for r in page], next_page_token=token)
 
     # -- deploy: the shared path of create, update and upsert -------------------------------------
+    def _accept(
+        self,
+        name: ServiceName,
+        record: ServiceRecord | None,
+        spec: run_v2.Service,
+        urls: dict[str, str],
+        validate_only: bool,
+    ) -> operations_pb2.Operation:
+        """Deploy (lock held), then persist before the operation is returned."""
+        op = self._deploy(name, record, spec, urls, validate_only)
+        self._commit()
+        return op
+
+    def _finished_op(self, parent: str, target: str, message: Message, polls: int) -> operations_pb2.Operation:
+        op = self._ops.create(parent, target, message, polls)
+        self._ops.succeed(op, message)
+        return op.to_pb()
+
+    def _injected_operation_failure(
+        self, parent: str, target: str, metadata: Message
+    ) -> operations_pb2.Operation | None:
+        """`control.fail_next_operation`: an accepted request whose operation fails, state untouched."""
+        fault = self._control.take_operation_failure()
+        if fault is None:
+            return None
+        op = self._ops.create(parent, target, metadata, self._control.polls)
+        self._ops.fail(op, fault[0], fault[1])
+        self._commit()
+        return op.to_pb()
+
     def _deploy(
         self,
         name: ServiceName,
@@ -283,9 +360,12 @@ class ControlPlane:
         if validate_only:
             preview = clone(record.service) if record else run_v2.Service(name=name.full)
             self._copy_spec(spec, preview)
-            op = self._ops.create(name.parent, name.full, run_v2.Service.pb(preview), 0)
-            self._ops.succeed(op, run_v2.Service.pb(preview))
-            return op.to_pb()
+            return self._finished_op(name.parent, name.full, run_v2.Service.pb(preview), 0)
+
+        current = record.service if record is not None else run_v2.Service(name=name.full)
+        failed = self._injected_operation_failure(name.parent, name.full, run_v2.Service.pb(current))
+        if failed is not None:
+            return failed
 
         if record is not None and not spec_changed:
             op = self._ops.create(name.parent, name.full, run_v2.Service.pb(record.service), self._control.polls)
@@ -342,10 +422,11 @@ class ControlPlane:
             return
         now = _now()
         if isinstance(step, reconcile.Succeed):
+            step = self._check_active_limit(record, step, now)
+        if isinstance(step, reconcile.Succeed):
             reconcile.apply_success(record, step.latest_ready, now)
-            split, tags = reconcile.resolve_routes(record)
-            full, sid = record.name.full, record.name.service_id
-            self._effects.submit(partial(self._executor.set_routes, full, sid, split, tags))
+            self._enforce_tag_limit(record, now)
+            self._route(record)
             for op in record.pending_ops:
                 self._ops.succeed(op, run_v2.Service.pb(record.service))
         else:
@@ -353,6 +434,40 @@ class ControlPlane:
             for op in record.pending_ops:
                 self._ops.fail(op, grpc.StatusCode.FAILED_PRECONDITION, step.message)
         record.pending_ops.clear()
+
+    def _route(self, record: ServiceRecord) -> None:
+        split, tags = reconcile.resolve_routes(record)
+        full, sid = record.name.full, record.name.service_id
+        self._effects.submit(partial(self._executor.set_routes, full, sid, split, tags))
+
+    def _enforce_tag_limit(self, record: ServiceRecord, now: datetime) -> None:
+        """Cloud Run's tags per project+region: beyond the quota, tags with no traffic are
+        deleted oldest first, in any service of the region (lock held)."""
+        serving = {t.tag for t in record.service.traffic_statuses if t.tag}
+        record.tag_seq = {tag: record.tag_seq.get(tag) or self._next_seq() for tag in sorted(serving)}
+        region = [r for r in self._services.values() if r.name.parent == record.name.parent]
+        excess = sum(len(r.tag_seq) for r in region) - self._config.max_tags_per_location
+        if excess <= 0:
+            return
+        candidates = sorted(
+            ((r.tag_seq[tag], r, tag) for r in region for tag in reconcile.zero_percent_tags(r)),
+            key=lambda item: item[0],
+        )
+        for _, owner, tag in candidates[:excess]:
+            reconcile.drop_tag(owner, tag, now)
+            if owner is not record:
+                self._route(owner)
+
+    def _check_active_limit(
+        self, record: ServiceRecord, step: reconcile.Succeed, now: datetime
+    ) -> reconcile.Succeed | reconcile.Fail:
+        """Cloud Run's cap on serving revisions per project+region (lock held)."""
+        others = sum(
+            len(reconcile.active_revisions(r))
+            for r in self._services.values()
+            if r is not record and r.name.parent == record.name.parent
+        )
+        return reconcile.check_active_limit(record, step, others, self._config.max_serving_revisions_per_location, now)
 
     def _create_revision(
         self, record: ServiceRecord, revision_id: str, template: run_v2.RevisionTemplate, now: datetime
@@ -463,11 +578,31 @@ class ControlPlane:
         with self._cond:
             record = self._services.get(parsed[0].full)
             rrec = record.revisions.get(parsed[1]) if record else None
-            if record is None or rrec is None or rrec.phase is not Phase.PENDING:
-                return  # deleted meanwhile, or a late duplicate report
-            reconcile.revision_settled(rrec, phase, _now(), reason, message)
-            self._converge(record)
+            if record is None or rrec is None:
+                return  # deleted meanwhile
+            if revision in self._relaunched:
+                self._resettle(record, rrec, phase, reason, message)
+            elif rrec.phase is not Phase.PENDING:
+                return  # a late duplicate report
+            else:
+                reconcile.revision_settled(rrec, phase, _now(), reason, message)
+                self._converge(record)
+            try:
+                self._commit()
+            except OSError:  # no caller to tell: the next successful write catches up
+                log.exception("could not save the emulator state")
             self._cond.notify_all()
+
+    def _resettle(self, record: ServiceRecord, rrec: RevisionRecord, phase: Phase, reason: str, message: str) -> None:
+        """A restored ready revision is up again (or is not); its service's routes follow
+        once every revision they name has settled. The service status is not recomputed."""
+        self._relaunched.discard(str(rrec.revision.name))
+        if phase is Phase.FAILED:
+            reconcile.revision_settled(rrec, phase, _now(), reason, message)
+        split, tags = reconcile.resolve_routes(record)
+        routed = {rev for rev, _ in split} | set(tags.values())
+        if record.service.latest_ready_revision and not routed & self._relaunched:
+            self._route(record)
 
     # -- revisions --------------------------------------------------------------------------------
     def get_revision(self, req: run_v2.GetRevisionRequest) -> run_v2.Revision:
@@ -497,26 +632,39 @@ class ControlPlane:
         with self._cond:
             record, rrec = self._revision_record(req.name)
             if rrec.id in reconcile.serving_revisions(record):
+                # The message Cloud Run gives (observed); only retired revisions can be deleted.
                 raise failed_precondition(
-                    f"Revision '{rrec.id}' is serving traffic or is the latest revision of service "
-                    f"'{record.name.service_id}'. Only retired revisions can be deleted."
+                    f'Revision "{rrec.id}" cannot be directly deleted because it is actively serving.'
                 )
             if req.etag and req.etag != rrec.revision.etag:
                 raise aborted(f"The etag '{req.etag}' does not match the current etag of '{req.name}'.")
             gone = clone(rrec.revision)
             gone.delete_time = _now()
+            if req.validate_only:
+                return self._finished_op(record.name.parent, req.name, run_v2.Revision.pb(gone), 0)
+            failed = self._injected_operation_failure(record.name.parent, req.name, run_v2.Revision.pb(rrec.revision))
+            if failed is not None:
+                return failed
             op = self._ops.create(record.name.parent, req.name, run_v2.Revision.pb(gone), self._control.polls)
             self._ops.succeed(op, run_v2.Revision.pb(gone))
-            if not req.validate_only:
-                del record.revisions[rrec.id]
-                self._effects.submit(partial(self._executor.stop_revision, req.name))
-                self._cond.notify_all()
+            del record.revisions[rrec.id]
+            self._effects.submit(partial(self._executor.stop_revision, req.name))
+            self._commit()
+            self._cond.notify_all()
             return op.to_pb()
 
     # -- operations -------------------------------------------------------------------------------
     def get_operation(self, req: operations_pb2.GetOperationRequest) -> operations_pb2.Operation:
         with self._lock:
-            return self._ops.get(req.name).to_pb(count_poll=True)
+            return self._poll(self._ops.get(req.name))
+
+    def _poll(self, op: OperationRecord) -> operations_pb2.Operation:
+        """Answer a poll (lock held); a poll that counts down `operation_polls` is persisted."""
+        before = op.polls_left
+        answer = op.to_pb(count_poll=True)
+        if op.polls_left != before:
+            self._commit()
+        return answer
 
     def list_operations(self, req: operations_pb2.ListOperationsRequest) -> operations_pb2.ListOperationsResponse:
         with self._lock:
@@ -526,6 +674,7 @@ class ControlPlane:
     def delete_operation(self, req: operations_pb2.DeleteOperationRequest) -> empty_pb2.Empty:
         with self._lock:
             self._ops.delete(req.name)
+            self._commit()
         return empty_pb2.Empty()
 
     def wait_operation(self, req: operations_pb2.WaitOperationRequest) -> operations_pb2.Operation:
@@ -534,8 +683,8 @@ class ControlPlane:
             timeout = min(timeout, req.timeout.seconds + req.timeout.nanos / 1e9)
         with self._cond:
             op = self._ops.get(req.name)
-            self._cond.wait_for(lambda: op.done, timeout)
-            return op.to_pb(count_poll=True)
+            self._cond.wait_for(lambda: op.done or self._closing, timeout)
+            return self._poll(op)
 
     # -- IAM --------------------------------------------------------------------------------------
     def get_iam_policy(self, req: iam_policy_pb2.GetIamPolicyRequest) -> policy_pb2.Policy:
@@ -544,7 +693,10 @@ class ControlPlane:
             raise invalid([Violation("options.requested_policy_version", "must be 0, 1 or 3")])
         with self._lock:
             self._record(name)
-            policy = self._policies.setdefault(name.full, iam.empty_policy())
+            policy = self._policies.get(name.full)
+            if policy is None:  # the first read fixes the empty policy's etag
+                policy = self._policies[name.full] = iam.empty_policy()
+                self._commit()
             return self._copy_policy(policy)
 
     def set_iam_policy(self, req: iam_policy_pb2.SetIamPolicyRequest) -> policy_pb2.Policy:
@@ -552,8 +704,9 @@ class ControlPlane:
         with self._lock:
             self._record(name)
             current = self._policies.setdefault(name.full, iam.empty_policy())
-            stored = iam.apply_set(current, req.policy)
+            stored = iam.apply_set(current, req.policy, self._config.public_members_blocked)
             self._policies[name.full] = stored
+            self._commit()
             return self._copy_policy(stored)
 
     def test_iam_permissions(

@@ -16,11 +16,13 @@ from datetime import datetime
 from google.cloud import run_v2
 
 from .conditions import (
+    ACTIVE,
     CONFIGURATIONS_READY,
     CONTAINER_HEALTHY,
     READY,
     RESOURCES_AVAILABLE,
     ROUTES_READY,
+    Severity,
     State,
     condition,
     service_reason,
@@ -120,6 +122,93 @@ def resolve_routes(record: ServiceRecord) -> tuple[list[tuple[str, int]], dict[s
     return list(split.items()), tags
 
 
+def routed_revisions(record: ServiceRecord, latest_ready: str) -> set[str]:
+    """Full names of the revisions the spec's traffic would make active: a percent or a tag."""
+    out = set()
+    for target in effective_traffic(record.service):
+        if target.percent or target.tag:
+            rev = latest_ready if target.type_ == LATEST else record.name.revision(target.revision)
+            if rev:
+                out.add(rev)
+    return out
+
+
+def active_revisions(record: ServiceRecord) -> set[str]:
+    """Full names of the revisions the service serves now (from its traffic statuses)."""
+    split, tags = resolve_routes(record)
+    return {rev for rev, _ in split} | set(tags.values())
+
+
+RETIRED_MESSAGE = "Revision retired."
+RESERVE_MESSAGE = "Revision is in reserve: it is the latest ready revision but traffic is pinned elsewhere."
+
+
+def mark_activity(record: ServiceRecord, now: datetime) -> None:
+    """Cloud Run's `Active` condition on each ready revision: succeeded while it serves traffic
+    (a percent or a tag); otherwise failed with severity INFO, reason RETIRED, or RESERVE for the
+    latest ready revision (which, like a serving one, cannot be deleted)."""
+    active = active_revisions(record)
+    latest_ready = str(record.service.latest_ready_revision)
+    for rrec in record.revisions.values():
+        if rrec.phase is not Phase.READY:
+            continue
+        name = str(rrec.revision.name)
+        if name in active:
+            new = condition(ACTIVE, State.CONDITION_SUCCEEDED, now)
+        else:
+            reason, message = ("RESERVE", RESERVE_MESSAGE) if name == latest_ready else ("RETIRED", RETIRED_MESSAGE)
+            new = condition(ACTIVE, State.CONDITION_FAILED, now, message, reason)
+            run_v2.Condition.pb(new).severity = Severity.INFO
+        _set_revision_condition(rrec, new, now)
+
+
+def zero_percent_tags(record: ServiceRecord) -> set[str]:
+    """Tags whose target carries no traffic (the ones Cloud Run's tag quota may delete)."""
+    return {t.tag for t in record.service.traffic_statuses if t.tag and not t.percent}
+
+
+def drop_tag(record: ServiceRecord, tag: str, now: datetime) -> None:
+    """Delete a 0% tag from both `traffic` and `traffic_statuses` (so they stay equal); a 0%
+    target left with no tag carries nothing and goes too."""
+    svc = record.service
+    svc.traffic = [t for t in svc.traffic if t.tag != tag]
+    svc.traffic_statuses = [t for t in svc.traffic_statuses if t.tag != tag]
+    record.tag_seq.pop(tag, None)
+    record.urls.pop(tag, None)
+    svc.update_time = now
+    svc.etag = new_etag()
+    mark_activity(record, now)
+
+
+def check_active_limit(record: ServiceRecord, step: Succeed, others: int, limit: int, now: datetime) -> Succeed | Fail:
+    """A reconciliation that would make a revision active beyond the project+region cap (with
+    `others` active elsewhere) fails with ACTIVE_REVISION_LIMIT_REACHED on that revision; one that
+    adds no active revision always passes."""
+    wanted = routed_revisions(record, step.latest_ready)
+    added = wanted - active_revisions(record)
+    if not added or others + len(wanted) <= limit:
+        return step
+    victim = max((record.revisions[n.rsplit("/", 1)[-1]] for n in added), key=lambda r: r.seq)
+    message = (
+        f"Revision '{victim.id}' cannot serve traffic: the maximum allowed number of active revisions "
+        f"({limit} per project and region) has been reached."
+    )
+    limited = condition(ACTIVE, State.CONDITION_FAILED, now, message, "ACTIVE_REVISION_LIMIT_REACHED")
+    _set_revision_condition(victim, limited, now)
+    return Fail(victim, message, "ACTIVE_REVISION_LIMIT_REACHED")
+
+
+def _set_revision_condition(rrec: RevisionRecord, new: run_v2.Condition, now: datetime) -> None:
+    rev = rrec.revision
+    old = next((c for c in rev.conditions if c.type_ == new.type_), None)
+    key = (new.state, new.message, new.revision_reason)
+    if old is not None and (old.state, old.message, old.revision_reason) == key:
+        return
+    rev.conditions = set_condition(list(rev.conditions), new)
+    rev.update_time = now
+    rev.etag = new_etag()
+
+
 def apply_success(record: ServiceRecord, latest_ready: str, now: datetime) -> None:
     svc = record.service
     svc.latest_ready_revision = latest_ready
@@ -151,6 +240,7 @@ def apply_success(record: ServiceRecord, latest_ready: str, now: datetime) -> No
     svc.reconciling = False
     svc.etag = new_etag()
     record.awaiting = ""
+    mark_activity(record, now)
 
 
 def apply_failure(record: ServiceRecord, fail: Fail, now: datetime) -> None:

@@ -1,4 +1,4 @@
-"""`Emulator`: the control plane served over real gRPC, plus `serve_forever` for the CLI."""
+"""`Emulator`: the control plane served over real gRPC (and REST), plus `serve_forever` for the CLI."""
 
 from __future__ import annotations
 
@@ -16,16 +16,21 @@ from .control import Control
 from .executor import Executor
 from .handlers import METHOD_NAMES, generic_handlers
 from .plane import ControlPlane
+from .rest_server import RestServer
+from .rpcs import Dispatcher
 from .simulated import SimulatedExecutor
 from .state import StateView
 
 
 class Emulator:
-    """A local Cloud Run Admin API v2 on loopback gRPC.
+    """A local Cloud Run Admin API v2 on loopback gRPC, and optionally REST, over one state.
 
     Point the real client at it with
-    `ServicesClient(transport=ServicesGrpcTransport(channel=grpc.insecure_channel(emu.address)))`.
-    `stop()` also closes the executor.
+    `ServicesClient(transport=ServicesGrpcTransport(channel=grpc.insecure_channel(emu.address)))`,
+    or, after `start(rest_port=0)`, with `ServicesClient(transport="rest",
+    credentials=AnonymousCredentials(), client_options=ClientOptions(api_endpoint=emu.rest_url))`.
+    With `EmulatorConfig(state_file=...)` the state is loaded at construction and saved after
+    every change. `stop()` also closes the executor.
     """
 
     def __init__(self, config: EmulatorConfig | None = None, executor: Executor | None = None) -> None:
@@ -34,8 +39,12 @@ class Emulator:
         self.control = Control(METHOD_NAMES, operation_polls=self.config.operation_polls)
         self._plane = ControlPlane(self.config, self.executor, self.control)
         self.executor.bind(self._plane)
+        self._plane.resume()  # relaunch what a state file brought back
+        self._dispatcher = Dispatcher(self._plane, self.control)
         self._server: grpc.Server | None = None
+        self._rest: RestServer | None = None
         self._address = ""
+        self._rest_address = ""
         self._stopped = False
 
     @property
@@ -44,6 +53,18 @@ class Emulator:
         if not self._address:
             raise RuntimeError("emulator not started")
         return self._address
+
+    @property
+    def rest_address(self) -> str:
+        """`host:port` of the REST transport and the `/_emulator` control API (after `start(rest_port=...)`)."""
+        if not self._rest_address:
+            raise RuntimeError("REST transport not started (pass rest_port to start)")
+        return self._rest_address
+
+    @property
+    def rest_url(self) -> str:
+        """`http://host:port`, the `api_endpoint` for the REST client."""
+        return f"http://{self.rest_address}"
 
     @property
     def state(self) -> StateView:
@@ -58,17 +79,29 @@ class Emulator:
         """Wait until every executor call decided so far (launch, set_routes, ...) has been made."""
         return self._plane.wait_effects(timeout)
 
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+    def start(self, host: str = "127.0.0.1", port: int = 0, rest_port: int | None = None) -> str:
+        """Serve gRPC on `port` (0 picks one) and, when `rest_port` is given, REST on it; returns
+        the gRPC address."""
         if self._server is not None or self._stopped:
             raise RuntimeError("an Emulator can be started once")
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self.config.max_workers, thread_name_prefix="tfms-emulator"),
-            handlers=generic_handlers(self._plane, self.control),
+            handlers=generic_handlers(self._dispatcher),
         )
         bind_host = f"[{host}]" if ":" in host else host
         bound = server.add_insecure_port(f"{bind_host}:{port}")
         if not bound:
             raise OSError(f"cannot listen on {bind_host}:{port}")
+        if rest_port is not None:
+            rest = RestServer(self._dispatcher, self.control, self._plane.snapshot, self.config.max_workers)
+            try:
+                _, rest_bound = rest.start(host, rest_port)
+            except BaseException:
+                rest.stop()
+                server.stop(None)
+                raise
+            self._rest = rest
+            self._rest_address = f"{bind_host}:{rest_bound}"
         server.start()
         self._server = server
         self._address = f"{bind_host}:{bound}"
@@ -78,6 +111,9 @@ class Emulator:
         if self._stopped:
             return
         self._stopped = True
+        self._plane.wake_waiters()  # ends pending WaitOperation calls so both servers drain promptly
+        if self._rest is not None:
+            self._rest.stop()
         if self._server is not None:
             self._server.stop(grace).wait()
         self._plane.close()
@@ -100,11 +136,13 @@ def serve_forever(
     config: EmulatorConfig | None = None,
     executor: Executor | None = None,
     ready: Callable[[str], None] | None = None,
+    rest_port: int | None = None,
 ) -> None:
-    """Run an emulator until SIGINT/SIGTERM (`tfms emulator --port N`).
+    """Run an emulator until SIGINT/SIGTERM (`tfms emulator --port N [--rest-port M]`).
 
-    `ready` gets the bound address; by default it is printed, so a parent process can read
-    the port when `port=0`. Must be called from the main thread (signal handlers).
+    `ready` gets the bound gRPC address; by default it is printed (first line), then the REST
+    and control URLs when `rest_port` is given, so a parent process can read the ports when
+    they are 0. Must be called from the main thread (signal handlers).
     """
     stop = threading.Event()
 
@@ -114,9 +152,12 @@ def serve_forever(
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     emulator = Emulator(config, executor)
     try:
-        address = emulator.start(host, port)
+        address = emulator.start(host, port, rest_port)
         if ready is None:
             print(f"tfms emulator listening on {address}", flush=True, file=sys.stdout)
+            if rest_port is not None:
+                print(f"tfms emulator REST on {emulator.rest_url}", flush=True, file=sys.stdout)
+                print(f"tfms emulator control on {emulator.rest_url}/_emulator", flush=True, file=sys.stdout)
         else:
             ready(address)
         stop.wait()

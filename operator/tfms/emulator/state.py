@@ -96,6 +96,7 @@ class ServiceRecord:
     pending_ops: list[OperationRecord] = field(default_factory=list)
     awaiting: str = ""  # full name of the revision the ongoing reconciliation must see ready
     urls: dict[str, str] = field(default_factory=dict)  # "" -> service URL, tag -> tag URL
+    tag_seq: dict[str, int] = field(default_factory=dict)  # serving tag -> when it first served (age order)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,22 @@ ALLOWED_LIMITS = ("cpu", "memory", "nvidia.com/gpu")
 PORT_NAMES = ("", "http1", "h2c")
 GPU_MIN_CPU = 4.0
 GPU_MIN_MEMORY = 16 * 1024**3
+MIB, GIB = 1024**2, 1024**3
+CPU_MIN = 0.08
+DEFAULT_MEMORY = 512 * MIB
+# Whole vCPU counts Cloud Run offers, with the memory each allows: (min, max) bytes.
+CPU_MEMORY = {
+    1.0: (0, 4 * GIB),
+    2.0: (0, 8 * GIB),
+    4.0: (2 * GIB, 16 * GIB),
+    6.0: (4 * GIB, 24 * GIB),
+    8.0: (4 * GIB, 32 * GIB),
+}
+STARTUP_PROBE_MAX_S = 240
+LIVENESS_PROBE_MAX_S = 3600
+PROBE_TIMEOUT_MAX_S = 3600
+DEFAULT_PROBE_PERIOD_S = 10
+GEN2 = run_v2.ExecutionEnvironment.EXECUTION_ENVIRONMENT_GEN2
 
 LATEST = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
 BY_REVISION = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
@@ -169,16 +185,16 @@ def _validate_containers(template: run_v2.RevisionTemplate, path: str) -> list[V
                     Violation(f"{cpath}.resources.limits[{key!r}]", "only cpu, memory and nvidia.com/gpu are allowed")
                 )
         cpu = parse_cpu(limits["cpu"]) if "cpu" in limits else 1.0
+        memory = parse_memory(limits["memory"]) if "memory" in limits else DEFAULT_MEMORY
         if cpu is None or cpu <= 0:
             out.append(Violation(f"{cpath}.resources.limits['cpu']", f"invalid CPU quantity {limits['cpu']!r}"))
-        elif cpu < 1 and template.max_instance_request_concurrency > 1:
-            out.append(
-                Violation(f"{path.rsplit('.', 1)[0]}.max_instance_request_concurrency", "must be 1 when CPU is below 1")
-            )
-        if "memory" in limits and parse_memory(limits["memory"]) is None:
+        if memory is None or memory <= 0:
             out.append(
                 Violation(f"{cpath}.resources.limits['memory']", f"invalid memory quantity {limits['memory']!r}")
             )
+        if cpu is not None and cpu > 0:
+            out += _validate_cpu(template, c, cpath, cpu, memory)
+        out += _validate_probes(c, cpath)
         if "nvidia.com/gpu" in limits:
             gpu_holders += 1
             out += _validate_gpu(template, c, cpath)
@@ -188,6 +204,59 @@ def _validate_containers(template: run_v2.RevisionTemplate, path: str) -> list[V
         out.append(
             Violation(f"{path}", "node_selector.accelerator is set, so one container must set limits['nvidia.com/gpu']")
         )
+    return out
+
+
+def _validate_cpu(
+    template: run_v2.RevisionTemplate, c: run_v2.Container, cpath: str, cpu: float, memory: int | None
+) -> list[Violation]:
+    """The documented CPU/memory table: fractions 0.08-<1 (steps of 0.001) or 1, 2, 4, 6, 8
+    vCPU, each with its memory range; below 1 vCPU also concurrency 1, request-based billing
+    (`cpu_idle`) and not gen2."""
+    out: list[Violation] = []
+    base = cpath.rsplit(".", 1)[0]
+    cpu_path, memory_path = f"{cpath}.resources.limits['cpu']", f"{cpath}.resources.limits['memory']"
+    gpu = "nvidia.com/gpu" in c.resources.limits
+    if cpu < 1:
+        if cpu < CPU_MIN or abs(cpu * 1000 - round(cpu * 1000)) > 1e-6:
+            out.append(Violation(cpu_path, "below 1 vCPU, CPU must be 0.08 to 0.999 in steps of 0.001"))
+        cap = 512 * MIB if cpu < 0.5 else GIB
+        if memory is not None and memory > cap:
+            out.append(Violation(memory_path, f"at most {cap // MIB}Mi memory is allowed with {cpu:g} vCPU"))
+        if template.max_instance_request_concurrency > 1:
+            out.append(Violation(f"{base}.max_instance_request_concurrency", "must be 1 when CPU is below 1"))
+        if not c.resources.cpu_idle:
+            out.append(Violation(f"{cpath}.resources.cpu_idle", "must be true (request-based billing) below 1 vCPU"))
+        if template.execution_environment == GEN2:
+            out.append(Violation(f"{base}.execution_environment", "CPU below 1 requires the first generation"))
+        return out
+    if cpu not in CPU_MEMORY:
+        if not (gpu and cpu > 8 and cpu.is_integer()):
+            out.append(Violation(cpu_path, "must be below 1 (0.08-0.999) or exactly 1, 2, 4, 6 or 8 vCPU"))
+        return out
+    low, high = CPU_MEMORY[cpu]
+    if memory is not None and not low <= memory <= high:
+        floor = f"{low // GIB}Gi-" if low else "at most "
+        out.append(Violation(memory_path, f"{cpu:g} vCPU allows {floor}{high // GIB}Gi memory"))
+    return out
+
+
+def _validate_probes(c: run_v2.Container, cpath: str) -> list[Violation]:
+    """Startup delay/period <= 240 s, liveness <= 3600 s, timeout 1-3600 s and below the period."""
+    out: list[Violation] = []
+    pb = run_v2.Container.pb(c)
+    for kind, limit in (("startup_probe", STARTUP_PROBE_MAX_S), ("liveness_probe", LIVENESS_PROBE_MAX_S)):
+        if not pb.HasField(kind):
+            continue
+        probe, ppath = getattr(c, kind), f"{cpath}.{kind}"
+        for name in ("initial_delay_seconds", "period_seconds"):
+            value = getattr(probe, name)
+            if value < 0 or value > limit:
+                out.append(Violation(f"{ppath}.{name}", f"must be between 0 and {limit}"))
+        if probe.timeout_seconds < 0 or probe.timeout_seconds > PROBE_TIMEOUT_MAX_S:
+            out.append(Violation(f"{ppath}.timeout_seconds", f"must be between 1 and {PROBE_TIMEOUT_MAX_S}"))
+        elif probe.timeout_seconds and probe.timeout_seconds >= (probe.period_seconds or DEFAULT_PROBE_PERIOD_S):
+            out.append(Violation(f"{ppath}.timeout_seconds", "must be less than period_seconds"))
     return out
 
 

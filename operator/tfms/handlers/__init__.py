@@ -1,0 +1,1 @@
+"""The thin kopf shell: the only package that imports kopf."""

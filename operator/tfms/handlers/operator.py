@@ -1,0 +1,117 @@
+"""kopf handlers: translate `reconcile.objects` outcomes into kopf's retry semantics.
+
+- create/update/resume: one reconcile pass; still converging -> TemporaryError(poll), a
+  transient failure -> TemporaryError(backoff), a permanent one -> PermanentError (no retry
+  until the spec changes). Status is patched only with what changed.
+- a timer re-reads converged objects for drift at a slow cadence.
+- delete: a finalizer that is released only once Cloud Run is changed (B-037).
+Spec is never written.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from tfms.api import names
+from tfms.backends.cloudrun import CloudRun
+from tfms.backends.errors import BackendError
+from tfms.handlers.config import OperatorConfig
+from tfms.plan.status import status_patch
+from tfms.reconcile.objects import Outcome, finalize_object, reconcile_object
+
+RESOURCE = (names.GROUP, names.VERSION, names.PLURAL)
+log = logging.getLogger("tfms.operator")
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def configure(settings: kopf.OperatorSettings) -> None:
+    """kopf's own bookkeeping goes to annotations, so status holds only our declared fields
+    (B-034) and status writes never look like spec changes (B-035)."""
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="tfms.dev")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="tfms.dev", key="last-handled-configuration")
+    settings.persistence.finalizer = "tfms.dev/finalizer"
+    settings.posting.level = logging.WARNING
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    configure(settings)
+    config: OperatorConfig = memo.get("config") or OperatorConfig.from_env()
+    memo["config"] = config
+    memo["cloudrun"] = CloudRun.connect(config.endpoint)  # inside kopf's loop: grpc.aio is loop-bound
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    api = memo.get("cloudrun")
+    if api is not None:
+        await api.close()
+
+
+def _publish(body: kopf.Body, patch: kopf.Patch, outcome: Outcome) -> None:
+    for key, value in status_patch(body.get("status"), outcome.status).items():
+        patch.status[key] = value
+    for event in outcome.events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message[:1024])
+
+
+@kopf.on.resume(*RESOURCE)
+@kopf.on.create(*RESOURCE)
+@kopf.on.update(*RESOURCE, field="spec")
+async def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, **_: Any) -> None:
+    config: OperatorConfig = memo["config"]
+    outcome = await reconcile_object(memo["cloudrun"], _plain(body), config.defaults, now=_now())
+    _publish(body, patch, outcome)
+    if outcome.transient:
+        raise kopf.TemporaryError(outcome.transient, delay=config.retry_delay(retry))
+    if outcome.permanent:
+        raise kopf.PermanentError(outcome.permanent)
+    if not outcome.done:
+        raise kopf.TemporaryError("waiting for Cloud Run to converge", delay=config.poll_seconds)
+
+
+def _resync_interval() -> float:
+    return OperatorConfig.from_env().resync_seconds
+
+
+@kopf.timer(*RESOURCE, interval=_resync_interval(), initial_delay=_resync_interval())
+async def resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    """Drift and readiness between spec changes; a converged object yields no write at all."""
+    config: OperatorConfig = memo["config"]
+    outcome = await reconcile_object(memo["cloudrun"], _plain(body), config.defaults, now=_now())
+    _publish(body, patch, outcome)
+    if outcome.transient:
+        log.warning("resync of %s/%s: %s", body.metadata.namespace, body.metadata.name, outcome.transient)
+
+
+@kopf.on.delete(*RESOURCE)
+async def delete(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
+    config: OperatorConfig = memo["config"]
+    try:
+        message = await finalize_object(memo["cloudrun"], _plain(body), config.defaults)
+    except BackendError as exc:
+        kopf.warn(body, reason="DeleteFailed", message=str(exc)[:1024])
+        raise kopf.TemporaryError(str(exc), delay=config.retry_delay(retry)) from exc
+    kopf.info(body, reason="Deleted", message=message)
+
+
+def _plain(body: Mapping[str, Any]) -> dict[str, Any]:
+    """kopf's Body as plain dicts, for the kopf-free service layer."""
+    return {k: _thaw(v) for k, v in body.items()}
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_thaw(v) for v in value]
+    return value
