@@ -294,7 +294,7 @@ SPEC_SCHEMA: Final[JSON] = _obj(
             "maxProperties": 64,
         },
         "traffic": _list("Explicit traffic split. Empty: 100% to the latest ready revision.",
-                         _TRAFFIC_TARGET, 100),
+                         _TRAFFIC_TARGET, 15),
         "rollout": _ROLLOUT,
         "paused": _bool("Stop reconciling (Cloud Run is left as it is) until set back to false."),
         "deletionPolicy": _str(
@@ -363,11 +363,14 @@ STATUS_SCHEMA: Final[JSON] = {
     },
 }
 
+# Kubernetes lets a CRD restrict metadata.name (and only it): the name is the Cloud Run service ID.
+METADATA_SCHEMA: Final[JSON] = {
+    "type": "object",
+    "properties": {"name": {"type": "string", "maxLength": names.SERVICE_ID_MAX,
+                            "pattern": names.SERVICE_ID_RE.pattern}},
+}
+
 ROOT_RULES: Final = [
-    _rule("size(self.metadata.name) < 50", "the name is the Cloud Run service ID: fewer than 50 characters"),
-    _rule("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
-          "the name is the Cloud Run service ID: a lowercase letter first, then lowercase letters, digits "
-          "or '-', not ending with '-'"),
     _rule("!has(self.spec.traffic) || self.spec.traffic.all(t, !has(t.revision) || "
           "t.revision.startsWith(self.metadata.name + '-'))",
           "pinned revisions of this service are named '{metadata.name}-...'", ".spec.traffic"),
@@ -382,7 +385,7 @@ def object_schema() -> JSON:
         "properties": {
             "apiVersion": {"type": "string"},
             "kind": {"type": "string"},
-            "metadata": {"type": "object"},
+            "metadata": METADATA_SCHEMA,
             "spec": SPEC_SCHEMA,
             "status": STATUS_SCHEMA,
         },
