@@ -42,7 +42,8 @@ def test_crds_pass_the_api_servers_dry_run(kube: KubeCluster, rendered: list[dic
 
 def test_rbac_is_least_privilege(rendered: list[dict[str, Any]]) -> None:
     (role,) = _kind(rendered, "ClusterRole")
-    grants = {(g, r): set(rule["verbs"]) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
+    grants = {(group, resource): set(rule["verbs"])
+              for rule in role["rules"] for group in rule["apiGroups"] for resource in rule["resources"]}
     assert grants[("serving.tfms.dev", "tfmodelservices")] == {"get", "list", "watch", "patch"}
     assert grants[("serving.tfms.dev", "tfmodelservices/status")] == {"get", "patch"}
     assert grants[("", "events")] == {"create"}
