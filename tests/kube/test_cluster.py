@@ -99,7 +99,7 @@ def test_missing_model_is_rejected_readably(kube: KubeCluster, ns: str) -> None:
 def test_get_by_short_name_shows_printer_columns(kube: KubeCluster, ns: str) -> None:
     assert apply(kube, tfms("listed", ns)).returncode == 0
     lines = kube.kubectl("get", "tfms", "-n", ns, check=True).stdout.splitlines()
-    assert lines[0].split() == ["NAME", "URL", "READY", "REVISION", "REASON", "AGE"]
+    assert lines[0].split() == ["NAME", "URL", "READY", "REVISION", "CANARY", "WEIGHT", "REASON", "AGE"]
     assert lines[1].split()[0] == "listed"
 
 

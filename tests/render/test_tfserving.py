@@ -54,8 +54,8 @@ def test_pinned_version_becomes_version_policy() -> None:
 
 
 def test_user_args_come_after_generated_flags() -> None:
-    c = _container(runtime={"image": "tensorflow/serving:2.19.0", "args": ["--enable_batching"]})
-    assert c["args"][-1] == "--enable_batching"  # type: ignore[index]
+    c = _container(runtime={"image": "tensorflow/serving:2.19.0", "args": ["--rest_api_timeout_in_ms=5000"]})
+    assert c["args"][-1] == "--rest_api_timeout_in_ms=5000"  # type: ignore[index]
 
 
 @pytest.mark.parametrize("name", ['we"ird', "back\\slash"])

@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -121,26 +120,3 @@ def start_runtime(args: list[str], tmp: Path, port: int, env: dict[str, str] | N
     proc = RuntimeProcess(args, tmp / f"runtime-{port}.log", env)
     proc.wait_for_port(port)
     return proc
-
-
-@pytest.fixture(scope="module")
-def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
-    """A runtime serving half_plus_two versions 1 and 2 with labels stable=1, canary=2."""
-    tmp = tmp_path_factory.mktemp("hpt")
-    config = tmp / "models.config"
-    config.write_text(
-        "model_config_list {\n"
-        "  config {\n"
-        "    name: 'half_plus_two'\n"
-        f"    base_path: '{HALF_PLUS_TWO}'\n"
-        "    model_platform: 'tensorflow'\n"
-        "    model_version_policy { specific { versions: 1 versions: 2 } }\n"
-        "    version_labels { key: 'stable' value: 1 }\n"
-        "    version_labels { key: 'canary' value: 2 }\n"
-        "  }\n"
-        "}\n"
-    )
-    port = free_port()
-    proc = start_runtime([f"--rest_api_port={port}", "--port=0", f"--model_config_file={config}"], tmp, port)
-    yield Client(port)
-    assert proc.stop() == 0, proc.log()

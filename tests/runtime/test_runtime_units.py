@@ -48,8 +48,9 @@ def test_bool_flags_accept_bare_and_valued_forms() -> None:
 
 
 def test_not_emulated_flags_are_reported_once() -> None:
-    flags = parse_flags(["--enable_batching", "--monitoring_config_file=/m", "--enable_batching=true", "--port=1"])
-    assert flags.not_emulated() == ["enable_batching", "monitoring_config_file"]
+    flags = parse_flags(["--enable_batching", "--grpc_max_threads=2", "--enable_batching=true", "--port=1",
+                         "--monitoring_config_file=/m", "--enable_model_warmup=false"])
+    assert flags.not_emulated() == ["enable_batching", "grpc_max_threads"]
 
 
 @pytest.mark.parametrize(

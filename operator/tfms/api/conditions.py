@@ -14,7 +14,8 @@ READY: Final = "Ready"
 VALIDATED: Final = "Validated"
 SERVICE_READY: Final = "ServiceReady"
 TRAFFIC_READY: Final = "TrafficReady"
-ORDER: Final = (READY, VALIDATED, SERVICE_READY, TRAFFIC_READY)
+MODEL_CHECKED: Final = "ModelChecked"  # pre-flight of spec.model.basePath (tfms.reconcile.preflight)
+ORDER: Final = (READY, VALIDATED, MODEL_CHECKED, SERVICE_READY, TRAFFIC_READY)
 
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
 

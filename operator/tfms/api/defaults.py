@@ -14,6 +14,7 @@ from typing import Any
 
 from tfms.api import names
 from tfms.api.quantities import parse_cpu
+from tfms.api.schema import MONITORING_PATH_DEFAULT
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,11 @@ def with_defaults(spec: Mapping[str, Any], defaults: Defaults) -> dict[str, Any]
     resources.setdefault("memory", "16Gi" if has_gpu else "2Gi")
     runtime.setdefault("env", [])
     runtime.setdefault("args", [])
+    runtime.setdefault("warmup", True)
+    monitoring = runtime.get("monitoring")
+    if isinstance(monitoring, dict):
+        monitoring.setdefault("enabled", True)
+        monitoring.setdefault("path", MONITORING_PATH_DEFAULT)
     # TF Serving opens its port only once models are loaded; give loads Cloud Run's full
     # 240 s startup window, probed on the model status URL.
     probe = _sub(runtime, "startupProbe")

@@ -35,6 +35,15 @@ class ModelSpec:
     base_path: str
     version: int | None = None
     signature_name: str = ""
+    version_labels: tuple[tuple[str, int], ...] = ()  # sorted (label, version)
+
+    @property
+    def policy_versions(self) -> tuple[int, ...]:
+        """The versions a `specific` policy loads: the pin and every labelled version; () means latest."""
+        wanted = {v for _, v in self.version_labels}
+        if self.version is not None:
+            wanted.add(self.version)
+        return tuple(sorted(wanted))
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,14 @@ class Batching:
     batch_timeout_micros: int | None = None
     max_enqueued_batches: int | None = None
     num_batch_threads: int | None = None
+    allowed_batch_sizes: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Monitoring:
+    """Prometheus metrics on the REST port."""
+
+    path: str
 
 
 @dataclass(frozen=True)
@@ -70,6 +87,8 @@ class RuntimeSpec:
     batching: Batching | None = None
     startup_probe: Probe | None = None
     liveness_probe: Probe | None = None
+    monitoring: Monitoring | None = None
+    warmup: bool = True
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,8 @@ OWNERSHIP_LABELS: Final = (LABEL_MANAGED_BY, LABEL_NAMESPACE, LABEL_NAME, LABEL_
 
 # Annotation on the Cloud Run service (v2 allows keys outside Google's own prefixes).
 ANNOTATION_PREFIX: Final = "tfms.dev/"
+# On a TFModelService: an on-demand rollout action for kubectl users (removed once applied).
+ROLLOUT_ACTION_ANNOTATION: Final = "tfms.dev/rollout-action"
 
 # The container port Cloud Run sends requests to; TF Serving's REST API listens there.
 CONTAINER_PORT: Final = 8080

@@ -151,16 +151,47 @@ _GPU: Final = _obj(
 )
 
 _BATCHING: Final = _obj(
-    "TF Serving's native request batching (a generated batching parameters file).",
+    "TF Serving's native request batching (--enable_batching and a generated batching parameters file). "
+    "A batch fills only from requests running on one instance at once, so with batchTimeoutMicros above 0 "
+    "scaling.concurrency must be at least maxBatchSize.",
     {
         "maxBatchSize": _int("Largest batch.", minimum=1, maximum=100000),
-        "batchTimeoutMicros": _int("Longest wait to fill a batch, in microseconds.", minimum=0,
-                                   maximum=10_000_000),
+        "batchTimeoutMicros": _int("Longest wait to fill a batch, in microseconds (TF Serving's default 0: never "
+                                   "wait).", minimum=0, maximum=10_000_000),
         "maxEnqueuedBatches": _int("Queue bound, in batches.", minimum=1, maximum=10_000_000),
         "numBatchThreads": _int("Threads processing batches.", minimum=1, maximum=1024),
+        "allowedBatchSizes": _list("Batch sizes to pad batches up to, strictly increasing, the last equal to "
+                                   "maxBatchSize.", {"type": "integer", "minimum": 1, "maximum": 100000}, 64),
     },
     ["maxBatchSize"],
 )
+
+MONITORING_PATH_DEFAULT: Final = "/monitoring/prometheus/metrics"
+_MONITORING: Final = _obj(
+    "TF Serving's Prometheus metrics (--monitoring_config_file), served on the REST port, so anyone allowed to "
+    "invoke the service can read them.",
+    {
+        "enabled": _bool("Serve the metrics (default true once monitoring is set)."),
+        "path": _named(
+            _str(f"URL path of the metrics (default {MONITORING_PATH_DEFAULT}).", maxLength=256,
+                 pattern=r"^/[A-Za-z0-9._~/-]*$"),
+            "monitoring-path", "an absolute URL path of letters, digits and . _ ~ / -"),
+    },
+)
+
+LABEL_NAME_PATTERN: Final = r"^[a-zA-Z0-9_]+$"
+_VERSION_LABELS: Final = {
+    "type": "object",
+    "description": "TF Serving version labels, label -> version, served at /v1/models/NAME/labels/LABEL:predict. "
+                   "Every labelled version is loaded (beside the pinned one); a request without a version or label "
+                   "gets the highest loaded version.",
+    "additionalProperties": {"type": "integer", "minimum": 1, "maximum": 2**53},
+    "propertyNames": _named({"pattern": LABEL_NAME_PATTERN}, "version-label",
+                            "version labels are letters, digits and '_' only (B-026: REST label paths)"),
+    "maxProperties": 32,
+    CEL: [_rule(f"self.all(k, k.matches('{LABEL_NAME_PATTERN}'))",
+                "version labels are letters, digits and '_' only")],
+}
 
 _ANALYSIS: Final = _obj(
     "Metric checks a canary must pass at each step, or it is rolled back.",
@@ -217,7 +248,9 @@ SPEC_SCHEMA: Final[JSON] = _obj(
                     "so a new version directory would change the served model by itself.",
                     minimum=1, maximum=2**53,
                 ),
-                "signatureName": _str("Signature clients call; defaults to serving_default.", maxLength=256),
+                "signatureName": _str("Signature clients call; defaults to serving_default. Pre-flight checks the "
+                                      "model has it.", maxLength=256),
+                "versionLabels": _VERSION_LABELS,
             },
             ["name", "basePath"],
         ),
@@ -238,6 +271,9 @@ SPEC_SCHEMA: Final[JSON] = _obj(
                               {"type": "string", "maxLength": 4096}, 100),
                 "startupProbe": _PROBE,
                 "livenessProbe": _PROBE,
+                "monitoring": _MONITORING,
+                "warmup": _bool("Replay the model's assets.extra/tf_serving_warmup_requests while each version "
+                                "loads, before it takes requests (--enable_model_warmup; default true)."),
             },
         ),
         "scaling": _obj(
@@ -358,8 +394,39 @@ STATUS_SCHEMA: Final[JSON] = {
         "stableRevision": {"type": "string"},
         "canaryRevision": {"type": "string"},
         "canaryPercent": {"type": "integer"},
+        "model": {
+            "type": "object",
+            "description": "What pre-flight found at spec.model.basePath.",
+            "properties": {
+                "basePath": {"type": "string"},
+                "resolvedVersion": {"type": "integer",
+                                    "description": "The version requests without a version or label get."},
+                "versions": {"type": "array", "items": {"type": "integer"},
+                             "description": "The versions TF Serving will load."},
+                "savedModelGeneration": {"type": "string", "description": "Cloud Storage object generation of "
+                                         "the resolved version's saved_model.pb."},
+                "signatureName": {"type": "string"},
+                "observedGeneration": {"type": "integer"},
+            },
+        },
         "conditions": {"type": "array", "items": _CONDITION},
         "traffic": {"type": "array", "items": _TRAFFIC_STATUS},
+        "rollout": {
+            "type": "object",
+            "description": "The current or last canary rollout (also kept on the Cloud Run service).",
+            "properties": {
+                "phase": {"type": "string"},
+                "revision": {"type": "string"},
+                "stableRevision": {"type": "string"},
+                "step": {"type": "integer"},
+                "weight": {"type": "integer"},
+                "stepStarted": {"type": "string"},
+                "failures": {"type": "integer"},
+                "message": {"type": "string"},
+                "analysis": {"type": "object", "properties": {
+                    "requests": {"type": "integer"}, "errorRate": {"type": "number"}, "p99Ms": {"type": "number"}}},
+            },
+        },
     },
 }
 

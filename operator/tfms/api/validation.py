@@ -25,6 +25,7 @@ from tfms.api.model import (
     EnvVar,
     Gpu,
     ModelSpec,
+    Monitoring,
     Probe,
     RolloutSpec,
     RuntimeSpec,
@@ -40,7 +41,19 @@ _DIGEST_RE: Final = re.compile(r"@sha256:[0-9a-f]{64}$")
 # Flags whose values tfms derives from the spec; a user copy would silently win (last flag wins).
 OWNED_FLAGS: Final = (
     "--port", "--rest_api_port", "--model_name", "--model_base_path", "--model_config_file",
+    "--enable_batching", "--batching_parameters_file", "--monitoring_config_file", "--enable_model_warmup",
 )
+# Where each owned flag is set in the spec, for the error message.
+_OWNED_FLAG_FIELDS: Final = {
+    "--model_name": "spec.model.name", "--model_base_path": "spec.model.basePath",
+    "--model_config_file": "spec.model.version and spec.model.versionLabels",
+    "--enable_batching": "spec.runtime.batching", "--batching_parameters_file": "spec.runtime.batching",
+    "--monitoring_config_file": "spec.runtime.monitoring", "--enable_model_warmup": "spec.runtime.warmup",
+}
+# The first TF Serving release whose REST API routes /labels/ paths [inferred from the release
+# history around tensorflow/serving#1555; older servers only take labels over gRPC].
+REST_LABELS_MIN_VERSION: Final = (2, 3)
+_TF_SERVING_TAG: Final = re.compile(r"^(\d+)\.(\d+)(?:\.\d+)?(?:-[a-z0-9-]+)?$")
 # Set by Cloud Run itself, or by tfms for TF Serving.
 RESERVED_ENV: Final = frozenset({"PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION", names.MODEL_CONFIG_ENV})
 
@@ -260,9 +273,14 @@ def _runtime_errors(spec: Mapping[str, Any]) -> Iterator[FieldError]:
     args = runtime.get("args")
     if isinstance(args, list):
         for i, arg in enumerate(args):
-            if isinstance(arg, str) and arg.split("=", 1)[0] in OWNED_FLAGS:
+            flag = arg.split("=", 1)[0] if isinstance(arg, str) else ""
+            if flag in OWNED_FLAGS:
+                where = _OWNED_FLAG_FIELDS.get(flag)
                 yield FieldError(f"spec.runtime.args[{i}]", "owned-flag",
-                                 "tfms sets this flag from the spec (a later copy would override it)", arg)
+                                 "tfms sets this flag from the spec (a later copy would override it)"
+                                 + (f"; use {where}" if where else ""), arg)
+    yield from _batching_errors(runtime, scaling)
+    yield from _monitoring_errors(runtime)
     probe = runtime.get("startupProbe")
     if _is_dict(probe):
         for key in ("initialDelaySeconds", "periodSeconds"):
@@ -277,6 +295,86 @@ def _runtime_errors(spec: Mapping[str, Any]) -> Iterator[FieldError]:
             if isinstance(period, int) and isinstance(timeout, int) and timeout > period:
                 yield FieldError(f"spec.runtime.{kind}.timeoutSeconds", "probe-timeout",
                                  f"must not exceed periodSeconds ({period})", timeout)
+
+
+def _batching_errors(runtime: Mapping[str, Any], scaling: Mapping[str, Any]) -> Iterator[FieldError]:
+    """Batching that can fill its batches (B-025).
+
+    Cloud Run hands an instance at most `concurrency` requests at once, and TF Serving builds a
+    batch only from requests in flight on that instance. With fewer concurrent requests than
+    maxBatchSize a batch of single-row requests never fills, so every batch waits the whole
+    batchTimeoutMicros: latency added, nothing gained. A timeout of 0 never waits, so any
+    concurrency is fine then.
+    """
+    batching = runtime.get("batching")
+    if not _is_dict(batching):
+        return
+    size, timeout = batching.get("maxBatchSize"), batching.get("batchTimeoutMicros", 0)
+    concurrency = scaling.get("concurrency")
+    if (isinstance(size, int) and isinstance(timeout, int) and isinstance(concurrency, int)
+            and timeout > 0 and concurrency < size):
+        yield FieldError("spec.scaling.concurrency", "batching-concurrency",
+                         f"batching waits up to {timeout}us to fill batches of {size}, but Cloud Run sends at most "
+                         f"{concurrency} concurrent request(s) to an instance, so batches of single-row requests never "
+                         f"fill and every request waits the full timeout; set concurrency to at least {size}, lower "
+                         "maxBatchSize, or set batchTimeoutMicros to 0", concurrency)
+    allowed = batching.get("allowedBatchSizes")
+    if isinstance(allowed, list) and allowed and all(isinstance(a, int) for a in allowed):
+        if any(b <= a for a, b in itertools.pairwise(allowed)):
+            yield FieldError("spec.runtime.batching.allowedBatchSizes", "allowed-batch-sizes",
+                             "allowed batch sizes must be strictly increasing", allowed)
+        if isinstance(size, int) and allowed[-1] != size:
+            yield FieldError("spec.runtime.batching.allowedBatchSizes", "allowed-batch-sizes",
+                             f"the last allowed batch size must equal maxBatchSize ({size})", allowed)
+
+
+def _monitoring_errors(runtime: Mapping[str, Any]) -> Iterator[FieldError]:
+    monitoring = runtime.get("monitoring")
+    if not _is_dict(monitoring) or monitoring.get("enabled") is False:
+        return
+    path = monitoring.get("path")
+    if isinstance(path, str) and (path.lower() == "/v1" or path.lower().startswith("/v1/") or path == "/"):
+        yield FieldError("spec.runtime.monitoring.path", "monitoring-path",
+                         "TF Serving's model API owns / and /v1/...; serve the metrics elsewhere, e.g. "
+                         "/monitoring/prometheus/metrics", path)
+
+
+def _tf_serving_version(image: Any) -> tuple[int, int] | None:
+    if not isinstance(image, str) or "@" in image:
+        return None
+    repository, _, tag = image.rpartition(":")
+    if not repository.endswith("tensorflow/serving"):
+        return None
+    m = _TF_SERVING_TAG.match(tag)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def _model_errors(spec: Mapping[str, Any]) -> Iterator[FieldError]:
+    model = spec.get("model")
+    if not _is_dict(model):
+        return
+    base = model.get("basePath")
+    if isinstance(base, str) and base and not (base.startswith("gs://") or base.startswith("/")):
+        yield FieldError("spec.model.basePath", "model-base-path",
+                         "must be gs://bucket/path or an absolute path", base)
+    labels = model.get("versionLabels")
+    if not _is_dict(labels) or not labels:
+        return
+    pinned = model.get("version")
+    for label, version in sorted(labels.items()):
+        if isinstance(pinned, int) and isinstance(version, int) and version > pinned:
+            yield FieldError(f"spec.model.versionLabels.{label}", "label-above-pinned-version",
+                             f"version {version} is above the pinned version {pinned}; TF Serving answers requests "
+                             "without a version or label from the highest loaded version, so the pin would no "
+                             "longer decide what clients get: drop spec.model.version or pin the highest version",
+                             version)
+    runtime = spec.get("runtime")
+    served = _tf_serving_version(runtime.get("image")) if _is_dict(runtime) else None
+    if served is not None and served < REST_LABELS_MIN_VERSION:
+        yield FieldError("spec.model.versionLabels", "labels-need-newer-image",
+                         f"TF Serving {served[0]}.{served[1]} serves version labels over gRPC only; REST "
+                         "/labels/ paths need {}.{} or later (B-026)".format(*REST_LABELS_MIN_VERSION),
+                         runtime.get("image") if _is_dict(runtime) else None)
 
 
 def _metadata_key_errors(spec: Mapping[str, Any]) -> Iterator[FieldError]:
@@ -313,12 +411,7 @@ def _rollout_errors(spec: Mapping[str, Any]) -> Iterator[FieldError]:
 def _semantic_errors(service_id: str, spec: Mapping[str, Any]) -> Iterator[FieldError]:
     if spec.get("project") == "":
         yield FieldError("spec.project", "required", "set spec.project or TFMS_PROJECT")
-    model = spec.get("model")
-    if _is_dict(model):
-        base = model.get("basePath")
-        if isinstance(base, str) and base and not (base.startswith("gs://") or base.startswith("/")):
-            yield FieldError("spec.model.basePath", "model-base-path",
-                             "must be gs://bucket/path or an absolute path", base)
+    yield from _model_errors(spec)
     yield from _runtime_errors(spec)
     yield from _metadata_key_errors(spec)
     yield from _rollout_errors(spec)
@@ -386,6 +479,7 @@ def parse(obj: Mapping[str, Any], defaults: Defaults | None = None, source: str 
         model=ModelSpec(
             name=model["name"], base_path=model["basePath"], version=model.get("version"),
             signature_name=model.get("signatureName", ""),
+            version_labels=tuple(sorted((model.get("versionLabels") or {}).items())),
         ),
         runtime=RuntimeSpec(
             image=runtime["image"], cpu=runtime["resources"]["cpu"], memory=runtime["resources"]["memory"],
@@ -393,10 +487,14 @@ def parse(obj: Mapping[str, Any], defaults: Defaults | None = None, source: str 
             args=tuple(runtime["args"]),
             gpu=Gpu(gpu["type"], gpu["zonalRedundancy"]) if gpu else None,
             batching=Batching(batching["maxBatchSize"], batching.get("batchTimeoutMicros"),
-                              batching.get("maxEnqueuedBatches"), batching.get("numBatchThreads"))
+                              batching.get("maxEnqueuedBatches"), batching.get("numBatchThreads"),
+                              tuple(batching.get("allowedBatchSizes", ())))
             if batching else None,
             startup_probe=_probe(runtime["startupProbe"]),
             liveness_probe=_probe(runtime.get("livenessProbe")),
+            monitoring=Monitoring(runtime["monitoring"]["path"])
+            if runtime.get("monitoring") and runtime["monitoring"]["enabled"] else None,
+            warmup=runtime["warmup"],
         ),
         scaling=ScalingSpec(
             min_instances=scaling["minInstances"], max_instances=scaling["maxInstances"],

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
 from tfms.api.defaults import Defaults
@@ -13,10 +14,14 @@ from tfms.api.model import TFModelService
 from tfms.api.validation import parse
 from tfms.backends.cloudrun import connected
 from tfms.backends.errors import BackendError
+from tfms.backends.metrics import MetricsSource
 from tfms.cli.files import Manifest
 from tfms.cli.output import ProgressView, describe, table, traffic_summary
 from tfms.plan.convergence import Convergence, Phase
-from tfms.reconcile.service import apply_service, wait_converged
+from tfms.plan.rollout import Action as RolloutAction
+from tfms.plan.rollout import Phase as RolloutPhase
+from tfms.reconcile.rollout import RolloutActionRefused, RolloutContext
+from tfms.reconcile.service import Applied, apply_service, wait_converged
 
 
 @dataclass
@@ -56,32 +61,70 @@ async def apply_all(
     interval: float = 1.0,
     concurrency: int = 16,
     stream: TextIO | None = None,
+    metrics: MetricsSource | None = None,
+    action: RolloutAction | None = None,
 ) -> list[Result]:
+    """Reconcile each service and wait for it; a canary rollout is followed step by step to its
+    end (promoted, rolled back or failed), reading `metrics` for its analysis."""
     view = ProgressView([s.name for s in services], stream or sys.stderr)
     gate = asyncio.Semaphore(concurrency)
     async with connected(endpoint) as api:
 
         async def one(svc: TFModelService) -> Result:
             async with gate:
-                try:
-                    applied = await apply_service(api, svc)
-                except BackendError as exc:
-                    view.update(svc.name, f"Failed: {exc}")
-                    return Result(svc, "error", Convergence(Phase.FAILED, type(exc).__name__, str(exc)), None)
-                action = applied.plan.action.value
-                view.update(svc.name, f"{action}: {'; '.join(applied.plan.changes) or 'up to date'}")
-                if not wait:
-                    return Result(svc, action, Convergence(Phase.PENDING, "NotWaited"), applied.live)
-                try:
-                    state, live = await wait_converged(
-                        api, applied.rendered, timeout=timeout, interval=interval,
-                        progress=lambda st, _live: view.update(svc.name, describe(st)),
-                    )
-                except BackendError as exc:
-                    return Result(svc, action, Convergence(Phase.FAILED, type(exc).__name__, str(exc)), None)
-                return Result(svc, action, state, live)
+                deadline = time.monotonic() + timeout
+                ctx = RolloutContext(metrics=metrics, action=action)
+                while True:
+                    try:
+                        applied = await apply_service(api, svc, rollout=replace(ctx, now=time.time()))
+                    except (BackendError, RolloutActionRefused) as exc:
+                        view.update(svc.name, f"Failed: {exc}")
+                        return Result(svc, "error", Convergence(Phase.FAILED, type(exc).__name__, str(exc)), None)
+                    ctx = replace(ctx, action=None)  # an on-demand action applies once
+                    action_done = applied.plan.action.value
+                    view.update(svc.name, _describe_pass(applied))
+                    if not wait:
+                        return Result(svc, action_done, Convergence(Phase.PENDING, "NotWaited"), applied.live)
+                    try:
+                        state, live = await wait_converged(
+                            api, applied.rendered, timeout=max(1.0, deadline - time.monotonic()), interval=interval,
+                            progress=lambda st, _live: view.update(svc.name, describe(st)),
+                        )
+                    except BackendError as exc:
+                        return Result(svc, action_done, Convergence(Phase.FAILED, type(exc).__name__, str(exc)), None)
+                    if not applied.rolling or state.phase is not Phase.READY:
+                        return Result(svc, action_done, _rollout_outcome(applied, state), live)
+                    if time.monotonic() >= deadline:
+                        return Result(svc, action_done, Convergence(Phase.FAILED, "Timeout",
+                                                                    "the rollout did not finish in time"), live)
+                    assert applied.rollout is not None
+                    rollout_state = applied.rollout.state
+                    if rollout_state.phase is RolloutPhase.PAUSED:  # a gate: someone must resume it
+                        return Result(svc, action_done, Convergence(Phase.PENDING, "RolloutPaused",
+                                                                    rollout_state.message), live)
+                    view.update(svc.name, f"canary {rollout_state.revision} at {rollout_state.weight}%: "
+                                f"{rollout_state.message}")
+                    await asyncio.sleep(min(interval * 5, applied.rollout.wait or interval))
 
         return list(await asyncio.gather(*(one(s) for s in services)))
+
+
+def _describe_pass(applied: Applied) -> str:
+    text = f"{applied.plan.action.value}: {'; '.join(applied.plan.changes) or 'up to date'}"
+    if applied.rollout is not None:
+        state = applied.rollout.state
+        text = f"{text} | rollout {state.phase.value}: {state.message}"
+    return text
+
+
+def _rollout_outcome(applied: Applied, state: Convergence) -> Convergence:
+    """A rollout that ended in rollback or failure is not Ready, even if Cloud Run converged."""
+    if applied.rollout is None or state.phase is not Phase.READY:
+        return state
+    rollout = applied.rollout.state
+    if rollout.phase is RolloutPhase.SUCCEEDED:
+        return state
+    return Convergence(Phase.FAILED, f"Rollout{rollout.phase.value}", rollout.message)
 
 
 def results_table(results: list[Result]) -> str:

@@ -41,6 +41,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 print(f"  - {e}")
         else:
             print(f"{m.source}: ok")
+    if getattr(args, "check_model", False):
+        from tfms.cli.inspect_model import check_models
+
+        bad += check_models([m for m in manifests if not validate(m.obj, defaults)], defaults)
     return EXIT_INVALID if bad else EXIT_OK
 
 
@@ -69,12 +73,15 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
     services = parse_all(load(args.files), _Defaults.from_env(os.environ))
     endpoint = args.endpoint or os.environ.get("TFMS_CLOUDRUN_ENDPOINT") or None
+    from tfms.backends.metrics import metrics_source
+
     results = asyncio.run(apply_all(
         services, endpoint, wait=not args.no_wait, timeout=args.timeout,
-        interval=_env_float("TFMS_POLL_INTERVAL", 1.0),
+        interval=_env_float("TFMS_POLL_INTERVAL", 1.0), metrics=metrics_source(args.metrics, endpoint),
     ))
     print(results_table(results))
-    ok = all(r.state.phase is Phase.READY or (args.no_wait and not r.state.done) for r in results)
+    ok = all(r.state.phase is Phase.READY or r.state.reason == "RolloutPaused"
+             or (args.no_wait and not r.state.done) for r in results)
     return EXIT_OK if ok else EXIT_INVALID
 
 
@@ -150,7 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check TFModelService manifests; print every error")
     p.add_argument("files", nargs="+", metavar="FILE|DIR")
+    from tfms.cli.inspect_model import add_check_model_flag, add_inspect_model_parser
+
+    add_check_model_flag(p)
     p.set_defaults(func=cmd_validate)
+    add_inspect_model_parser(sub)
 
     p = sub.add_parser("render", help="print what a manifest becomes: a Cloud Run v2 Service (cloudrun), "
                        "YAML for `gcloud run services replace` (gcloud), or a Knative Service (knative)")
@@ -166,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=_env_float("TFMS_APPLY_TIMEOUT", 600.0),
                    help="seconds to wait for each service to be ready")
     p.add_argument("--no-wait", action="store_true", help="write and return without waiting")
+    p.add_argument("--metrics", default=os.environ.get("TFMS_METRICS_URL") or None,
+                   help="per-revision metrics for canary analysis: a tfms emulator's /_emulator/metrics URL "
+                        "(default TFMS_METRICS_URL, else Cloud Monitoring)")
     p.set_defaults(func=cmd_apply)
 
     for name, func, help_text in (
@@ -180,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "else Google Cloud with Application Default Credentials)")
         p.add_argument("-o", "--output", choices=["text", "json"], default="text")
         p.set_defaults(func=func)
+
+    from tfms.cli.rollout import add_parser as add_rollout_parser
+
+    add_rollout_parser(sub)
 
     p = sub.add_parser("emulator", help="run the local Cloud Run Admin API v2 emulator")
     p.add_argument("--host", default=os.environ.get("TFMS_EMULATOR_HOST", "127.0.0.1"))

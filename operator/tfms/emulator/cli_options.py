@@ -26,6 +26,8 @@ ENDPOINTS: tuple[tuple[str, str, str, str], ...] = (
     ("GET", "/calls", "?method=RPC", "RPCs received (method, transport, request)"),
     ("DELETE", "/calls", "", "forget the call log"),
     ("GET", "/state", "", "all services, revisions and IAM policies"),
+    ("GET", "/metrics", "?service=S&revision=R&start=T&end=T", "a revision's requests, 5xx, p50/p99 ms"),
+    ("GET", "/metrics/series", "?service=S&revision=R&start=T&end=T&step=SEC", "the same per step, for graphs"),
     ("POST", "/reset", "", "drop every fault, delay and the call log"),
 )
 
@@ -43,7 +45,9 @@ def control_help(base_url: str = "http://127.0.0.1:REST_PORT") -> str:
             *rows,
             "  methods are RPC names (GetService, CreateService, GetOperation, ...), codes are gRPC status",
             "  names (UNAVAILABLE, RESOURCE_EXHAUSTED, ...), reasons are Cloud Run reason enums",
-            "  (CONTAINER_MISSING, HEALTH_CHECK_CONTAINER_ERROR, ...). For example:",
+            "  (CONTAINER_MISSING, HEALTH_CHECK_CONTAINER_ERROR, ...). Metrics take full resource names and",
+            "  Unix seconds (end defaults to now, start to end - 300), as the local router saw the requests;",
+            "  simulated revisions serve nothing, so theirs are zero. For example:",
             f"  curl -X POST {base_url}{CONTROL_PREFIX}/fail-next \\",
             '       -d \'{"method": "GetService", "code": "UNAVAILABLE", "count": 2}\'',
         ]

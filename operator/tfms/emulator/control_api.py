@@ -3,13 +3,19 @@
 It exposes `Control` to other processes (out-of-process tests, `tfms up` users with curl):
 JSON in, JSON out, errors in the same envelope as the API. The routes are `cli_options.ENDPOINTS`,
 which also generates the index at `GET /_emulator` and `tfms emulator --help`.
+
+`/metrics` stands in for Cloud Monitoring's per-revision request metrics, so canary analysis
+can run locally: an executor that routes real requests offers `metrics` (`MetricsView`);
+without one, revisions serve nothing and their figures are zero.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
-from typing import Any
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
 
 import grpc
 from aiohttp import web
@@ -26,6 +32,59 @@ PREFIX = CONTROL_PREFIX
 
 class BadControlRequest(ValueError):
     pass
+
+
+class ControlNotFound(LookupError):
+    """Answered with 404, like the API's NOT_FOUND."""
+
+
+class MetricsView(Protocol):
+    """Per-revision request figures by full name and Unix seconds (`tfms.emulator.local.RouterMetrics`)."""
+
+    def knows(self, revision: str) -> bool: ...
+
+    def stats(self, revision: str, start: float, end: float) -> dict[str, float | int | None]: ...
+
+    def series(
+        self, revision: str, start: float, end: float, step: float
+    ) -> list[dict[str, float | int | None]]: ...
+
+
+DEFAULT_METRICS_WINDOW_S = 300
+MAX_SERIES_POINTS = 10_000
+
+
+class NoTraffic:
+    """The metrics of an executor that serves no requests (simulated revisions): all zero."""
+
+    def knows(self, revision: str) -> bool:
+        return False
+
+    def stats(self, revision: str, start: float, end: float) -> dict[str, float | int | None]:
+        return {"requests": 0, "errors": 0, "p50_ms": None, "p99_ms": None}
+
+    def series(self, revision: str, start: float, end: float, step: float) -> list[dict[str, float | int | None]]:
+        step_s = round(step)
+        if step_s < 1:
+            raise BadControlRequest(f"step must be at least 1 second, got {step}")
+        first, last = math.floor(start), math.floor(end)
+        count = (last - first) // step_s + 1
+        if count > MAX_SERIES_POINTS:
+            raise BadControlRequest(f"{count} points asked for; at most {MAX_SERIES_POINTS} (use a larger step)")
+        return [{"t": first + i * step_s, "requests": 0, "errors": 0, "p99_ms": None} for i in range(count)]
+
+
+def _query_number(query: Mapping[str, str], key: str, default: float | None = None) -> float:
+    raw = query.get(key)
+    if raw is None and default is not None:
+        return default
+    try:
+        value = float(raw) if raw is not None else math.nan
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise BadControlRequest(f"'{key}' must be a number (Unix seconds for times), got {raw!r}")
+    return value
 
 
 def _code(value: Any) -> grpc.StatusCode:
@@ -74,8 +133,11 @@ def state_document(state: StateView) -> dict[str, Any]:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def control_routes(control: Control, snapshot: Callable[[], StateView]) -> list[web.RouteDef]:
-    """aiohttp routes for the control interface, acting on `control`."""
+def control_routes(
+    control: Control, snapshot: Callable[[], StateView], metrics: MetricsView | None = None
+) -> list[web.RouteDef]:
+    """aiohttp routes for the control interface, acting on `control`; `metrics` from the executor."""
+    figures: MetricsView = metrics if metrics is not None else NoTraffic()
 
     async def body_of(request: web.Request) -> dict[str, Any]:
         if not request.can_read_body:
@@ -95,6 +157,9 @@ def control_routes(control: Control, snapshot: Callable[[], StateView]) -> list[
             except (BadControlRequest, ValueError) as exc:
                 error = {"code": 400, "message": str(exc), "status": "INVALID_ARGUMENT"}
                 return web.json_response({"error": error}, status=400)
+            except ControlNotFound as exc:
+                error = {"code": 404, "message": str(exc), "status": "NOT_FOUND"}
+                return web.json_response({"error": error}, status=404)
             return web.json_response(result if result is not None else {})
 
         return handle
@@ -171,6 +236,31 @@ def control_routes(control: Control, snapshot: Callable[[], StateView]) -> list[
     def reset(body: dict[str, Any], request: web.Request) -> Any:
         control.reset()
 
+    def metrics_window(request: web.Request) -> tuple[str, float, float]:
+        """The revision and window a metrics query names; 404 for a revision never heard of."""
+        query = request.query
+        service, revision = query.get("service", ""), query.get("revision", "")
+        if not service or not revision:
+            raise BadControlRequest("'service' and 'revision' (full resource names) are required")
+        if not revision.startswith(f"{service}/revisions/"):
+            raise BadControlRequest(f"{revision!r} is not a revision of {service!r}")
+        end = _query_number(query, "end", time.time())
+        start = _query_number(query, "start", end - DEFAULT_METRICS_WINDOW_S)
+        if start > end:
+            raise BadControlRequest(f"'start' ({start}) is after 'end' ({end})")
+        # A deleted revision that served within the window still has figures.
+        if revision not in snapshot().revisions and not figures.knows(revision):
+            raise ControlNotFound(f"Revision {revision} not found.")
+        return revision, start, end
+
+    def metrics_stats(body: dict[str, Any], request: web.Request) -> Any:
+        return figures.stats(*metrics_window(request))
+
+    def metrics_series(body: dict[str, Any], request: web.Request) -> Any:
+        revision, start, end = metrics_window(request)
+        step = _query_number(request.query, "step", 60.0)
+        return {"revision": revision, "step": round(step), "points": figures.series(revision, start, end, step)}
+
     actions: dict[tuple[str, str], Callable[[dict[str, Any], web.Request], Any]] = {
         ("GET", ""): index,
         ("POST", "/fail-next"): fail_next,
@@ -184,6 +274,8 @@ def control_routes(control: Control, snapshot: Callable[[], StateView]) -> list[
         ("DELETE", "/calls"): clear_calls,
         ("GET", "/state"): state,
         ("POST", "/reset"): reset,
+        ("GET", "/metrics"): metrics_stats,
+        ("GET", "/metrics/series"): metrics_series,
     }
     assert set(actions) == {(verb, path) for verb, path, _, _ in ENDPOINTS}
     routes = [web.route(verb, PREFIX + path, guarded(action)) for (verb, path), action in actions.items()]

@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from .control import Control
-from .control_api import control_routes
+from .control_api import MetricsView, control_routes
 from .errors import ApiError
 from .rest import decode_request, encode_message, error_envelope, find_route, not_bound, wants_int_enums
 from .rpcs import Dispatcher, to_pb
@@ -32,7 +32,12 @@ JSON = "application/json"
 
 class RestServer:
     def __init__(
-        self, dispatcher: Dispatcher, control: Control, snapshot: Callable[[], StateView], max_workers: int
+        self,
+        dispatcher: Dispatcher,
+        control: Control,
+        snapshot: Callable[[], StateView],
+        max_workers: int,
+        metrics: MetricsView | None = None,
     ) -> None:
         self._dispatcher = dispatcher
         self._pool = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="tfms-emulator-rest")
@@ -40,7 +45,7 @@ class RestServer:
         self._thread = threading.Thread(target=self._loop.run_forever, name="tfms-emulator-rest-loop", daemon=True)
         self._runner: web.AppRunner | None = None
         app = web.Application(client_max_size=MAX_BODY)
-        app.add_routes(control_routes(control, snapshot))
+        app.add_routes(control_routes(control, snapshot, metrics))
         app.router.add_route("*", "/{tail:.*}", self._api)
         self._app = app
 

@@ -93,7 +93,9 @@ class Emulator:
         if not bound:
             raise OSError(f"cannot listen on {bind_host}:{port}")
         if rest_port is not None:
-            rest = RestServer(self._dispatcher, self.control, self._plane.snapshot, self.config.max_workers)
+            # An executor that routes real requests offers their figures (LocalExecutor.metrics).
+            metrics = getattr(self.executor, "metrics", None)
+            rest = RestServer(self._dispatcher, self.control, self._plane.snapshot, self.config.max_workers, metrics)
             try:
                 _, rest_bound = rest.start(host, rest_port)
             except BaseException:

@@ -27,6 +27,7 @@ class OperatorConfig:
     poll_seconds: float = 5.0  # how often an object waiting on Cloud Run is re-read
     retry_initial: float = 2.0  # first delay after a transient error; doubles up to retry_max
     retry_max: float = 300.0
+    metrics_url: str | None = None  # a tfms emulator's /_emulator/metrics; None: Cloud Monitoring
     defaults: Defaults = field(default_factory=Defaults)
 
     @classmethod
@@ -38,6 +39,7 @@ class OperatorConfig:
             poll_seconds=_float(env, "TFMS_POLL_SECONDS", 5.0),
             retry_initial=_float(env, "TFMS_RETRY_INITIAL_SECONDS", 2.0),
             retry_max=_float(env, "TFMS_RETRY_MAX_SECONDS", 300.0),
+            metrics_url=env.get("TFMS_METRICS_URL") or None,
             defaults=Defaults.from_env(env),
         )
 

@@ -20,9 +20,12 @@ import kopf
 from tfms.api import names
 from tfms.backends.cloudrun import CloudRun
 from tfms.backends.errors import BackendError
+from tfms.backends.metrics import metrics_source
 from tfms.handlers.config import OperatorConfig
+from tfms.plan.rollout import Action
 from tfms.plan.status import status_patch
 from tfms.reconcile.objects import Outcome, finalize_object, reconcile_object
+from tfms.reconcile.rollout import RolloutContext
 
 RESOURCE = (names.GROUP, names.VERSION, names.PLURAL)
 log = logging.getLogger("tfms.operator")
@@ -48,6 +51,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     config: OperatorConfig = memo.get("config") or OperatorConfig.from_env()
     memo["config"] = config
     memo["cloudrun"] = CloudRun.connect(config.endpoint)  # inside kopf's loop: grpc.aio is loop-bound
+    memo["metrics"] = metrics_source(config.metrics_url, config.endpoint)
 
 
 @kopf.on.cleanup()
@@ -64,19 +68,43 @@ def _publish(body: kopf.Body, patch: kopf.Patch, outcome: Outcome) -> None:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message[:1024])
 
 
+def _context(memo: kopf.Memo, action: Action | None = None) -> RolloutContext:
+    return RolloutContext(metrics=memo.get("metrics"), action=action)
+
+
 @kopf.on.resume(*RESOURCE)
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE, field="spec")
 async def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, **_: Any) -> None:
     config: OperatorConfig = memo["config"]
-    outcome = await reconcile_object(memo["cloudrun"], _plain(body), config.defaults, now=_now())
+    outcome = await reconcile_object(memo["cloudrun"], _plain(body), config.defaults, now=_now(),
+                                     rollout=_context(memo))
     _publish(body, patch, outcome)
     if outcome.transient:
         raise kopf.TemporaryError(outcome.transient, delay=config.retry_delay(retry))
     if outcome.permanent:
         raise kopf.PermanentError(outcome.permanent)
     if not outcome.done:
-        raise kopf.TemporaryError("waiting for Cloud Run to converge", delay=config.poll_seconds)
+        delay = config.poll_seconds if outcome.wait is None else min(config.poll_seconds, max(0.1, outcome.wait))
+        raise kopf.TemporaryError("waiting for Cloud Run (or the rollout) to finish", delay=delay)
+
+
+@kopf.on.create(*RESOURCE, annotations={names.ROLLOUT_ACTION_ANNOTATION: kopf.PRESENT})
+@kopf.on.update(*RESOURCE, annotations={names.ROLLOUT_ACTION_ANNOTATION: kopf.PRESENT})
+async def rollout_action(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    """kubectl annotate tfms NAME tfms.dev/rollout-action=promote|pause|resume|abort|rollback."""
+    config: OperatorConfig = memo["config"]
+    raw = str(body.metadata.annotations.get(names.ROLLOUT_ACTION_ANNOTATION, ""))
+    patch.metadata.annotations[names.ROLLOUT_ACTION_ANNOTATION] = None  # applied once, then gone
+    try:
+        action = Action(raw)
+    except ValueError:
+        kopf.warn(body, reason="RolloutActionRefused",
+                  message=f"unknown rollout action {raw!r}; use one of {', '.join(a.value for a in Action)}")
+        return
+    outcome = await reconcile_object(memo["cloudrun"], _plain(body), config.defaults, now=_now(),
+                                     rollout=_context(memo, action))
+    _publish(body, patch, outcome)
 
 
 def _resync_interval() -> float:
@@ -87,7 +115,8 @@ def _resync_interval() -> float:
 async def resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
     """Drift and readiness between spec changes; a converged object yields no write at all."""
     config: OperatorConfig = memo["config"]
-    outcome = await reconcile_object(memo["cloudrun"], _plain(body), config.defaults, now=_now())
+    outcome = await reconcile_object(memo["cloudrun"], _plain(body), config.defaults, now=_now(),
+                                     rollout=_context(memo))
     _publish(body, patch, outcome)
     if outcome.transient:
         log.warning("resync of %s/%s: %s", body.metadata.namespace, body.metadata.name, outcome.transient)

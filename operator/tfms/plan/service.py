@@ -9,6 +9,7 @@ from typing import Any
 
 from tfms.api import names
 from tfms.plan.diff import Change, owned_changes
+from tfms.plan.rollout import ANNOTATION as ROLLOUT_ANNOTATION
 from tfms.render.cloudrun import RenderedService
 
 
@@ -72,4 +73,6 @@ def _describe(change: Change, revision: str) -> str:
         return f"{change.path} differs from revision {revision}"
     if change.path == "traffic":
         return "traffic: split differs"
+    if change.path == f"annotations.{ROLLOUT_ANNOTATION}":
+        return "rollout state"
     return str(change)

@@ -6,6 +6,7 @@ its inputs, so an unchanged world yields an identical status and no write.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,8 @@ from tfms.api.conditions import (
     merge,
 )
 from tfms.plan.convergence import Convergence, Phase
+from tfms.plan.rollout import Phase as RolloutPhase
+from tfms.plan.rollout import RolloutState
 from tfms.plan.traffic import LATEST
 
 
@@ -63,6 +66,7 @@ class Observation:
     error_reason: str = ""  # a backend error stopped the pass
     error_message: str = ""
     paused: bool = False
+    rollout: RolloutState | None = None  # canary strategy only
 
 
 def _conditions(o: Observation) -> list[Condition]:
@@ -93,7 +97,43 @@ def _conditions(o: Observation) -> list[Condition]:
         traffic = Condition(TRAFFIC_READY, UNKNOWN, state.reason, state.message)
     ready_status = {Phase.READY: TRUE, Phase.FAILED: FALSE, Phase.PENDING: UNKNOWN}[state.phase]
     ready_cond = Condition(READY, ready_status, state.reason, state.message)
+    if o.rollout is not None and state.phase is not Phase.FAILED:
+        ready_cond = _rollout_ready(o.rollout, ready_cond)
     return [ready_cond, *conds, service, traffic]
+
+
+_ROLLOUT_READY = {
+    RolloutPhase.PROGRESSING: (UNKNOWN, "RolloutProgressing"),
+    RolloutPhase.PAUSED: (UNKNOWN, "RolloutPaused"),
+    RolloutPhase.FAILED: (FALSE, "RolloutFailed"),
+    RolloutPhase.ROLLED_BACK: (FALSE, "RolloutFailed"),
+    RolloutPhase.ABORTED: (FALSE, "RolloutAborted"),
+}
+
+
+def _rollout_ready(rollout: RolloutState, converged: Condition) -> Condition:
+    """While a canary runs the spec is not yet what serves; a rolled-back spec is not Ready."""
+    if rollout.phase is RolloutPhase.SUCCEEDED:
+        return converged
+    status, reason = _ROLLOUT_READY[rollout.phase]
+    if status == UNKNOWN and converged.status != TRUE:
+        return converged  # Cloud Run itself is still moving
+    return Condition(READY, status, reason, rollout.message)
+
+
+def _rollout_status(rollout: RolloutState) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "phase": rollout.phase.value, "revision": rollout.revision, "step": rollout.step, "weight": rollout.weight,
+        "failures": rollout.failures, "message": rollout.message,
+    }
+    if rollout.stable:
+        out["stableRevision"] = rollout.stable
+    if rollout.step_started:
+        out["stepStarted"] = datetime.datetime.fromtimestamp(rollout.step_started, datetime.UTC).strftime(
+            "%Y-%m-%dT%H:%M:%SZ")
+    if rollout.analysis:
+        out["analysis"] = dict(rollout.analysis)
+    return out
 
 
 def build_status(o: Observation, previous: Mapping[str, Any] | None, *, now: str) -> dict[str, Any]:
@@ -118,6 +158,14 @@ def build_status(o: Observation, previous: Mapping[str, Any] | None, *, now: str
         for key in ("service", "url", "latestCreatedRevision", "latestReadyRevision", "traffic"):
             if key in previous:
                 status[key] = previous[key]
+    if o.rollout is not None:
+        status["rollout"] = _rollout_status(o.rollout)
+        active = o.rollout.phase.active
+        status["stableRevision"] = o.rollout.stable if active or o.rollout.phase is not RolloutPhase.SUCCEEDED \
+            else o.rollout.revision
+        if active:
+            status["canaryRevision"] = o.rollout.revision
+            status["canaryPercent"] = o.rollout.weight
     return status
 
 
@@ -132,4 +180,5 @@ def status_patch(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) 
 
 
 _OWNED = frozenset({"observedGeneration", "conditions", "desiredRevision", "service", "url",
-                   "latestCreatedRevision", "latestReadyRevision", "traffic"})
+                   "latestCreatedRevision", "latestReadyRevision", "traffic", "rollout", "stableRevision",
+                   "canaryRevision", "canaryPercent"})

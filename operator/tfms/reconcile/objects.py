@@ -8,7 +8,7 @@ writes at most once, reads where things stand, and says when to look again.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from tfms.api import names
@@ -21,6 +21,7 @@ from tfms.plan.convergence import Phase, convergence
 from tfms.plan.service import Action, owned_by
 from tfms.plan.status import Observation, build_status
 from tfms.reconcile.retry import Backoff
+from tfms.reconcile.rollout import RolloutActionRefused, RolloutContext
 from tfms.reconcile.service import CloudRunAPI, apply_service
 from tfms.render.cloudrun import ownership_labels, render_service
 
@@ -42,6 +43,7 @@ class Outcome:
     done: bool = False  # nothing left to wait for (ready, failed or invalid)
     transient: str = ""  # retry soon: the message
     permanent: str = ""  # stop until the spec changes: the message
+    wait: float | None = None  # a rollout step is due in this many seconds
 
     @property
     def ready(self) -> bool:
@@ -72,7 +74,8 @@ def _change_events(action: Action, changes: list[str], drift: bool, name: str, r
     return events
 
 
-async def reconcile_object(api: CloudRunAPI, body: Mapping[str, Any], defaults: Defaults, *, now: str) -> Outcome:
+async def reconcile_object(api: CloudRunAPI, body: Mapping[str, Any], defaults: Defaults, *, now: str,
+                           rollout: RolloutContext | None = None) -> Outcome:
     """One pass over one object. Safe to run at any time, any number of times."""
     metadata = body.get("metadata") or {}
     generation = int(metadata.get("generation", 0) or 0)
@@ -88,8 +91,13 @@ async def reconcile_object(api: CloudRunAPI, body: Mapping[str, Any], defaults: 
     if svc.paused:
         status = build_status(Observation(generation, rendered.revision, paused=True), previous, now=now)
         return Outcome(status, done=True)
+    refused: list[Event] = []
     try:
-        applied = await apply_service(api, svc, ONE_TRY)
+        try:
+            applied = await apply_service(api, svc, ONE_TRY, rollout)
+        except RolloutActionRefused as exc:
+            refused.append(Event("Warning", "RolloutActionRefused", str(exc)))
+            applied = await apply_service(api, svc, ONE_TRY, replace(rollout, action=None) if rollout else None)
         live = applied.live if applied.plan.action is Action.NONE else await api.get_service(rendered.name)
     except (NotOwned, RevisionNameConflict, Permanent) as exc:
         reason = type(exc).__name__ if isinstance(exc, (NotOwned, RevisionNameConflict)) else camel(
@@ -101,12 +109,23 @@ async def reconcile_object(api: CloudRunAPI, body: Mapping[str, Any], defaults: 
         obs = Observation(generation, rendered.revision, error_reason="CloudRunUnavailable", error_message=str(exc))
         return Outcome(build_status(obs, previous, now=now), transient=str(exc))
 
-    drift = generation == previous.get("observedGeneration") and applied.plan.action is Action.UPDATE
-    events = _change_events(applied.plan.action, applied.plan.changes, drift, rendered.service_id, rendered.revision)
+    decision = applied.rollout
+    drift = (generation == previous.get("observedGeneration") and applied.plan.action is Action.UPDATE
+             and not (decision and decision.events))
+    events = refused + _change_events(applied.plan.action, applied.plan.changes, drift, rendered.service_id,
+                                      rendered.revision)
+    if decision is not None:
+        events = [e for e in events if e.reason != "TrafficChanged"]
+        events += [Event("Normal" if kind == "Normal" else "Warning", reason, message)
+                   for kind, reason, message in decision.events]
     state = convergence(live, rendered.revision) if live else None
-    obs = Observation(generation, rendered.revision, live=live, convergence=state)
+    obs = Observation(generation, rendered.revision, live=live, convergence=state,
+                      rollout=decision.state if decision else None)
     status = build_status(obs, previous, now=now)
-    outcome = Outcome(status, events, done=bool(state and state.done and applied.plan.action is Action.NONE))
+    rolling = applied.rolling
+    outcome = Outcome(status, events, done=bool(state and state.done and applied.plan.action is Action.NONE
+                                                   and not rolling),
+                      wait=decision.wait if decision and rolling else None)
     if state is not None and state.phase is Phase.READY and _ready(previous) != TRUE:
         events.append(Event("Normal", "Ready", f"serving at {status.get('url', '')}"))
     if state is not None and state.phase is Phase.FAILED:

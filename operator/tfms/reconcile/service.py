@@ -15,8 +15,11 @@ from typing import Any, Protocol
 from tfms.api.model import TFModelService
 from tfms.backends.errors import NotOwned
 from tfms.plan.convergence import Convergence, Phase, convergence
+from tfms.plan.rollout import Decision
 from tfms.plan.service import Action, Plan, plan_service
 from tfms.reconcile.retry import DEFAULT_BACKOFF, Backoff, retry_transient
+from tfms.reconcile.rollout import RolloutContext, with_rollout
+from tfms.reconcile.rollout import decide as decide_rollout
 from tfms.render.cloudrun import RenderedService, render_service
 
 Doc = dict[str, Any]
@@ -36,15 +39,25 @@ class CloudRunAPI(Protocol):
 class Applied:
     """What one reconcile pass decided and did."""
 
-    rendered: RenderedService
+    rendered: RenderedService  # as written (a canary's traffic and state included)
     plan: Plan
     live: Doc | None  # as read before any write
+    rollout: Decision | None = None  # canary strategy only
+
+    @property
+    def rolling(self) -> bool:
+        return self.rollout is not None and self.rollout.state.phase.active
 
 
-async def apply_service(api: CloudRunAPI, svc: TFModelService, backoff: Backoff = DEFAULT_BACKOFF) -> Applied:
+async def apply_service(api: CloudRunAPI, svc: TFModelService, backoff: Backoff = DEFAULT_BACKOFF,
+                        rollout: RolloutContext | None = None) -> Applied:
     """One pass: at most one write, and none when nothing owned has changed."""
     rendered = render_service(svc)
     live = await retry_transient(lambda: api.get_service(rendered.name), backoff)
+    decision = None
+    if svc.rollout.strategy == "canary":
+        decision = await decide_rollout(svc, rendered, live, rollout or RolloutContext())
+        rendered = with_rollout(rendered, decision)
     plan = plan_service(rendered, live)
     if plan.action is Action.NOT_OWNED:
         raise NotOwned("; ".join(plan.changes))
@@ -55,7 +68,7 @@ async def apply_service(api: CloudRunAPI, svc: TFModelService, backoff: Backoff 
         assert live is not None
         etag = str(live.get("etag", ""))
         await retry_transient(lambda: api.update_service(rendered.name, rendered.body, etag), backoff)
-    return Applied(rendered, plan, live)
+    return Applied(rendered, plan, live, decision)
 
 
 Progress = Callable[[Convergence, Doc | None], None]

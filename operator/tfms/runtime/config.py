@@ -9,10 +9,11 @@ positions behave exactly as in the C++ server.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool, message_factory, text_format
+from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool, message_factory, text_format, wrappers_pb2
 from google.protobuf.message import Message
 
 _F = descriptor_pb2.FieldDescriptorProto
@@ -121,11 +122,47 @@ def _model_server_config_file() -> descriptor_pb2.FileDescriptorProto:
     return fd
 
 
+def _batching_file() -> descriptor_pb2.FileDescriptorProto:
+    """`BatchingParameters` of tensorflow_serving/servables/tensorflow/session_bundle_config.proto."""
+    fd = descriptor_pb2.FileDescriptorProto(
+        name="tensorflow_serving/servables/tensorflow/session_bundle_config.proto", package=_PKG, syntax="proto3",
+        dependency=["google/protobuf/wrappers.proto"],
+    )
+    params = fd.message_type.add(name="BatchingParameters")
+    int64, string = ".google.protobuf.Int64Value", ".google.protobuf.StringValue"
+    add_field(params, "max_batch_size", 1, _F.TYPE_MESSAGE, int64)
+    add_field(params, "batch_timeout_micros", 2, _F.TYPE_MESSAGE, int64)
+    add_field(params, "thread_pool_name", 3, _F.TYPE_MESSAGE, string)
+    add_field(params, "num_batch_threads", 4, _F.TYPE_MESSAGE, int64)
+    add_field(params, "max_enqueued_batches", 5, _F.TYPE_MESSAGE, int64)
+    add_field(params, "allowed_batch_sizes", 6, _F.TYPE_INT64, repeated=True)
+    add_field(params, "pad_variable_length_inputs", 7, _F.TYPE_BOOL)
+    add_field(params, "enable_large_batch_splitting", 8, _F.TYPE_BOOL)
+    add_field(params, "max_execution_batch_size", 9, _F.TYPE_MESSAGE, int64)
+    return fd
+
+
+def _monitoring_file() -> descriptor_pb2.FileDescriptorProto:
+    """tensorflow_serving/config/monitoring_config.proto."""
+    fd = descriptor_pb2.FileDescriptorProto(
+        name="tensorflow_serving/config/monitoring_config.proto", package=_PKG, syntax="proto3"
+    )
+    prometheus = fd.message_type.add(name="PrometheusConfig")
+    add_field(prometheus, "enable", 1, _F.TYPE_BOOL)
+    add_field(prometheus, "path", 2, _F.TYPE_STRING)
+    monitoring = fd.message_type.add(name="MonitoringConfig")
+    add_field(monitoring, "prometheus_config", 1, _F.TYPE_MESSAGE, f".{_PKG}.PrometheusConfig")
+    return fd
+
+
 def _build_pool() -> descriptor_pool.DescriptorPool:
     pool = descriptor_pool.DescriptorPool()
     any_file = descriptor_pb2.FileDescriptorProto()
     any_pb2.DESCRIPTOR.CopyToProto(any_file)
-    for fd in (any_file, _storage_path_file(), _logging_file(), _model_server_config_file()):
+    wrappers_file = descriptor_pb2.FileDescriptorProto()
+    wrappers_pb2.DESCRIPTOR.CopyToProto(wrappers_file)
+    for fd in (any_file, wrappers_file, _storage_path_file(), _logging_file(), _model_server_config_file(),
+               _batching_file(), _monitoring_file()):
         pool.Add(fd)
     return pool
 
@@ -205,3 +242,58 @@ def parse_model_server_config(text: str) -> list[ModelConfig]:
 def single_model_config(model_name: str, model_base_path: str) -> list[ModelConfig]:
     """`--model_name`/`--model_base_path` (TF Serving's `BuildSingleModelConfig`)."""
     return [ModelConfig(name=model_name or "default", base_path=model_base_path)]
+
+
+@dataclass(frozen=True)
+class BatchingParams:
+    """`--batching_parameters_file`, as far as it is checked (the runtime does not batch)."""
+
+    max_batch_size: int | None = None
+    batch_timeout_micros: int | None = None
+    num_batch_threads: int | None = None
+    max_enqueued_batches: int | None = None
+    allowed_batch_sizes: tuple[int, ...] = ()
+
+
+def _parse(name: str, text: str) -> Any:
+    msg: Any = message_class(name)()
+    try:
+        text_format.Parse(text, msg, descriptor_pool=_POOL)
+    except text_format.ParseError as exc:
+        raise ConfigError(f"Invalid {name}: {exc}") from None
+    return msg
+
+
+def parse_batching_parameters(text: str) -> BatchingParams:
+    """Parse a text-format BatchingParameters and apply the server's consistency checks."""
+    msg = _parse("BatchingParameters", text)
+
+    def value(field_name: str) -> int | None:
+        return int(getattr(msg, field_name).value) if msg.HasField(field_name) else None
+
+    params = BatchingParams(value("max_batch_size"), value("batch_timeout_micros"), value("num_batch_threads"),
+                            value("max_enqueued_batches"), tuple(int(v) for v in msg.allowed_batch_sizes))
+    sizes = params.allowed_batch_sizes
+    if any(b <= a for a, b in itertools.pairwise(sizes)):
+        raise ConfigError("allowed_batch_sizes entries must be monotonically increasing")
+    max_size = params.max_batch_size if params.max_batch_size is not None else 1000  # BasicBatchScheduler default
+    if sizes and sizes[-1] != max_size and not msg.enable_large_batch_splitting:
+        raise ConfigError("final entry in allowed_batch_sizes must equal max_batch_size when "
+                          "enable_large_batch_splitting is False")
+    return params
+
+
+@dataclass(frozen=True)
+class MonitoringConfig:
+    prometheus_enabled: bool = False
+    prometheus_path: str = ""
+
+
+PROMETHEUS_DEFAULT_PATH = "/monitoring/prometheus/metrics"
+
+
+def parse_monitoring_config(text: str) -> MonitoringConfig:
+    """A text-format MonitoringConfig; an empty Prometheus path means the default one."""
+    msg = _parse("MonitoringConfig", text)
+    prometheus = msg.prometheus_config
+    return MonitoringConfig(bool(prometheus.enable), prometheus.path or PROMETHEUS_DEFAULT_PATH)

@@ -18,9 +18,12 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from tensorflow.core.framework import tensor_pb2
 
 from tfms.runtime.errors import Code, ServingError, invalid
 from tfms.runtime.signature import Signature, TensorInfo
+from tfms.runtime.warmup import WarmupError, read_warmup
 
 log = logging.getLogger("tfms.runtime")
 
@@ -117,6 +120,37 @@ class TfServable:
 
     def has_warmup_file(self) -> bool:
         return os.path.exists(os.path.join(self.export_dir, WARMUP_FILE))
+
+    def replay_warmup(self) -> int:
+        """Run every predict warmup record once (TF Serving does this before the version serves).
+
+        A record that does not parse or fails to run fails the load, as upstream. Classify,
+        regress and multi-inference records are counted but not replayed here.
+        """
+        with open(os.path.join(self.export_dir, WARMUP_FILE), "rb") as f:
+            records = read_warmup(f.read())
+        replayed = 0
+        for record in records:
+            if record.inputs is None:
+                continue
+            name = record.signature_name or "serving_default"
+            if name not in self.signatures:
+                raise WarmupError(f'Serving signature name: "{name}" not found in signature def')
+            expected = self.signatures[name].inputs
+            for alias in sorted(record.inputs):
+                if alias not in expected:
+                    raise WarmupError(f"Warmup request failed: input tensor alias not found in signature: {alias}. "
+                                      f"Inputs expected to be in the set {{{','.join(sorted(expected))}}}.")
+            try:
+                arrays = {k: tf.make_ndarray(tensor_pb2.TensorProto.FromString(v)) for k, v in record.inputs.items()}
+            except (DecodeError, TypeError, ValueError) as exc:
+                raise WarmupError(f"Failed to parse warmup record tensors: {exc}") from None
+            try:
+                self.run(name, arrays)
+            except ServingError as exc:
+                raise WarmupError(f"Warmup request failed: {exc.to_string()}") from None
+            replayed += 1
+        return replayed
 
     def _runner(self, sig_name: str, aliases: tuple[str, ...]) -> _Runner:
         key = (sig_name, aliases)

@@ -16,7 +16,14 @@ from importlib import metadata
 from types import FrameType
 
 from tfms.runtime import portmap
-from tfms.runtime.config import ConfigError, ModelConfig, parse_model_server_config, single_model_config
+from tfms.runtime.config import (
+    ConfigError,
+    ModelConfig,
+    parse_batching_parameters,
+    parse_model_server_config,
+    parse_monitoring_config,
+    single_model_config,
+)
 from tfms.runtime.flags import FlagError, Flags, parse_flags, usage
 from tfms.runtime.models import LoadError, ModelManager, default_loader
 from tfms.runtime.rest import RestApi
@@ -66,6 +73,30 @@ def model_configs(flags: Flags) -> list[ModelConfig]:
     return single_model_config(flags.get_str("model_name"), base)
 
 
+def _read(path: str, what: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as exc:
+        raise ConfigError(f"Could not read {what} {path}: {exc.strerror or exc}") from None
+
+
+def metrics_path(flags: Flags) -> str:
+    """The Prometheus path `--monitoring_config_file` enables, or ""."""
+    path = flags.get_str("monitoring_config_file")
+    if not path:
+        return ""
+    config = parse_monitoring_config(_read(path, "monitoring config file"))
+    return config.prometheus_path if config.prometheus_enabled else ""
+
+
+def check_batching(flags: Flags) -> None:
+    """The server refuses to start on a bad batching parameters file; requests are not batched here."""
+    path = flags.get_str("batching_parameters_file")
+    if flags.get_bool("enable_batching") and path:
+        parse_batching_parameters(_read(path, "batching parameters file"))
+
+
 def _warn_unemulated(flags: Flags) -> None:
     for name in flags.not_emulated():
         log.warning("--%s=%s is accepted but not emulated by the local runtime", name, flags.values[name])
@@ -96,6 +127,9 @@ def _threads(flags: Flags) -> tuple[int, int]:
         return intra, inter
     both = flags.get_int("tensorflow_session_parallelism")
     return both, both
+
+
+POLLER_JOIN_S = 30.0  # a version load in progress is allowed to finish
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
 def _serve(flags: Flags, stop: threading.Event) -> int:
     try:
         configs = model_configs(flags)
+        check_batching(flags)
+        prometheus = metrics_path(flags)
         host, mapping = portmap.from_env()
     except (ConfigError, ValueError) as exc:
         print(f"Failed to start server. Error: {exc}", file=sys.stderr)
@@ -157,11 +193,16 @@ def _serve(flags: Flags, stop: threading.Event) -> int:
         manager.close()
         return EXIT_FAILURE
 
+    poller = None
     if poll > 0:
-        threading.Thread(target=manager.poll_forever, args=(poll, stop), name="version-poller", daemon=True).start()
+        poller = threading.Thread(target=manager.poll_forever, args=(poll, stop), name="version-poller", daemon=True)
+        poller.start()
     server = None
     if bind_port is not None:
-        server = RestServer(RestApi(manager, cors=flags.get_bool("rest_api_enable_cors_support")),
+        if prometheus:
+            log.info("Prometheus metrics at %s", prometheus)
+        server = RestServer(RestApi(manager, cors=flags.get_bool("rest_api_enable_cors_support"),
+                                    metrics_path=prometheus),
                             flags.get_int("rest_api_num_threads"), flags.get_int("rest_api_timeout_in_ms"))
 
     def bound(port: int) -> None:
@@ -175,5 +216,8 @@ def _serve(flags: Flags, stop: threading.Event) -> int:
         return EXIT_FAILURE
     finally:
         stop.set()
+        if poller is not None:
+            # A poller still inside TensorFlow while the interpreter finalizes aborts the process.
+            poller.join(POLLER_JOIN_S)
         manager.close()
     return 0

@@ -20,6 +20,7 @@ from tfms.runtime import predict as predict_mod
 from tfms.runtime.classify import classify_or_regress
 from tfms.runtime.config import ModelConfig
 from tfms.runtime.errors import Code, ServingError, http_status, invalid, not_found
+from tfms.runtime.metrics import Metrics
 from tfms.runtime.signature import metadata_response
 from tfms.runtime.versions import list_versions, select_versions
 
@@ -56,7 +57,13 @@ def default_loader(
 
         servable = TfServable(path, tags, session_config(intra_op, inter_op))
         if warmup and servable.has_warmup_file():
-            log.warning("%s has warmup requests; the local runtime does not replay them", path)
+            try:
+                replayed = servable.replay_warmup()
+            except BaseException:
+                servable.close()
+                raise
+            log.info("Finished reading warmup data for model at %s. Number of warmup records replayed: %d",
+                     path, replayed)
         return servable
 
     return load
@@ -73,6 +80,7 @@ class ModelManager:
         self._versions: dict[str, dict[int, VersionState]] = {}
         self._labels: dict[str, dict[str, int]] = {}
         self._failed: set[tuple[str, int]] = set()
+        self.metrics = Metrics()
 
     # ---- loading -------------------------------------------------------------------
 
@@ -167,6 +175,7 @@ class ModelManager:
         try:
             servable = self._loader(path)
         except Exception as exc:
+            self.metrics.load_attempt(path, ok=False)
             message = f"Loading servable: {{name: {name} version: {version}}} failed: {type(exc).__name__}: {exc}"
             with self._lock:
                 state.state, state.error_code, state.error_message = "END", "UNKNOWN", message
@@ -175,6 +184,7 @@ class ModelManager:
                 raise LoadError(message) from exc
             log.error(message)
             return
+        self.metrics.load_attempt(path, ok=True)
         with self._lock:
             state.servable, state.state = servable, "AVAILABLE"
         log.info(

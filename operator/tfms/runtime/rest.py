@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from tfms.runtime.errors import ServingError, http_status, invalid
+from tfms.runtime import metrics as metrics_mod
+from tfms.runtime.errors import Code, ServingError, http_status, invalid
 from tfms.runtime.models import ModelManager, error_body
 from tfms.runtime.urls import is_api_path, parse_route
 
@@ -38,11 +39,15 @@ class Reply:
 class RestApi:
     """Dispatches API paths to a ModelManager."""
 
-    def __init__(self, manager: ModelManager, cors: bool = False) -> None:
+    def __init__(self, manager: ModelManager, cors: bool = False, metrics_path: str = "") -> None:
         self.manager = manager
         self.cors = cors
+        self.metrics_path = metrics_path  # Prometheus endpoint, "" when monitoring is off
+        self.metrics = manager.metrics
 
     def handle(self, method: str, raw_path: str, body: bytes, origin: str | None = None) -> Reply:
+        if self.metrics_path and raw_path == self.metrics_path and method in ("GET", "HEAD"):
+            return Reply(200, self.metrics.render(), metrics_mod.CONTENT_TYPE)
         if not is_api_path(raw_path):
             return Reply(404, NOT_FOUND_HTML, "text/html")
         headers = dict(CORS_HEADERS) if self.cors else {}
@@ -61,10 +66,17 @@ class RestApi:
         if route is None or not route.verb:
             raise invalid(f"Malformed request: {method} {raw_path}")
         m = self.manager
-        if route.verb == "predict":
-            return m.predict_or_raise(body, route.model, route.version, route.label)
-        if route.verb in ("classify", "regress"):
-            return m.classify_or_regress(route.verb, body, route.model, route.version, route.label)
+        if route.verb in ("predict", "classify", "regress"):
+            try:
+                if route.verb == "predict":
+                    out = m.predict_or_raise(body, route.model, route.version, route.label)
+                else:
+                    out = m.classify_or_regress(route.verb, body, route.model, route.version, route.label)
+            except ServingError as exc:
+                self.metrics.request(route.model, exc.code.name)
+                raise
+            self.metrics.request(route.model, Code.OK.name)
+            return out
         if not route.model:
             raise invalid("Missing model name in request.")
         if route.verb == "metadata":

@@ -36,6 +36,7 @@ from tfms.emulator.local.images import (
     write_shims,
 )
 from tfms.emulator.local.loop import LoopThread
+from tfms.emulator.local.metrics import RouterMetrics
 from tfms.emulator.local.probe import wait_until_listening
 from tfms.emulator.local.process import ContainerProcess
 from tfms.emulator.local.router import Router
@@ -179,6 +180,11 @@ class LocalExecutor:
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
     # -- Introspection ----------------------------------------------------------------
+
+    @property
+    def metrics(self) -> RouterMetrics:
+        """Per-revision requests as the router saw them (the emulator serves them at /_emulator/metrics)."""
+        return self._router.metrics
 
     def revision_status(self, revision: str) -> LocalRevisionStatus | None:
         rec = self._revisions.get(revision)

@@ -9,6 +9,10 @@ percent, which lets tests and `tfms up` users check a split by counting.
 Route tables are immutable snapshots swapped in with one dict assignment, so readers (the
 loop thread) need no lock and a split change is atomic; the round-robin cursor is only
 touched on the loop thread.
+
+Every request given to a revision is recorded in `metrics` (status, latency from arrival to
+the last byte relayed), as Cloud Run's front end records request_count and request_latencies;
+a 503 for a revision that is not running counts against that revision.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ import math
 import os
 import socket
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import aiohttp
 from aiohttp import hdrs, web
@@ -31,7 +37,9 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from tfms.emulator.local.loop import LoopThread
+from tfms.emulator.local.metrics import RouterMetrics
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 REVISION_HEADER = "X-Tfms-Revision"
@@ -156,7 +164,23 @@ class Router:
         self._starting: list[concurrent.futures.Future[None]] = []
         self._closed = False
         self._thread = LoopThread("tfms-router")
+        self.metrics = RouterMetrics(self._on_loop)
         self._session: aiohttp.ClientSession = self._thread.call(self._make_session())
+
+    def _on_loop(self, fn: Callable[[], T]) -> T:
+        """Run `fn` on the router's loop (metrics readers): the recorder there never locks."""
+        if self._thread.alive and not self._thread.in_loop_thread:
+            async def run() -> T:
+                return fn()
+
+            coro = run()
+            try:
+                future = self._thread.submit(coro)
+            except RuntimeError:  # the loop closed meanwhile: nothing records any more
+                coro.close()
+            else:
+                return future.result(10.0)
+        return fn()
 
     @staticmethod
     def _url_host_for(host: str) -> str:
@@ -251,14 +275,24 @@ class Router:
         revision = route.balancer.pick() if route is not None else None
         if revision is None:
             return _unavailable("no revision of this service is receiving traffic")
-        return await self._forward(request, revision)
+        return await self._measured(request, revision)
 
     async def _serve_tag(self, service: str, tag: str, request: web.BaseRequest) -> web.StreamResponse:
         route = self._routes.get(service)
         revision = route.tags.get(tag) if route is not None else None
         if revision is None:
             return _unavailable(f"no revision is tagged {tag!r}")
-        return await self._forward(request, revision)
+        return await self._measured(request, revision)
+
+    async def _measured(self, request: web.BaseRequest, revision: str) -> web.StreamResponse:
+        started = time.perf_counter()
+        status = 500  # what aiohttp answers when the handler raises
+        try:
+            response = await self._forward(request, revision)
+            status = response.status
+            return response
+        finally:
+            self.metrics.record(revision, status, time.perf_counter() - started)
 
     async def _forward(self, request: web.BaseRequest, revision: str) -> web.StreamResponse:
         backend = self._backends.get(revision)

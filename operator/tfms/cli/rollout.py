@@ -1,0 +1,110 @@
+"""`tfms rollout status|promote|pause|resume|abort|rollback`: watch or steer a canary.
+
+The state lives on the Cloud Run service, so this works the same for services applied from
+CI and for those an operator manages (which follows whatever this changes). In a cluster the
+same actions are an annotation: kubectl annotate tfms NAME tfms.dev/rollout-action=promote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from tfms.api.defaults import Defaults
+from tfms.api.model import TFModelService
+from tfms.backends.cloudrun import connected
+from tfms.cli.apply import apply_all, parse_all, results_table
+from tfms.cli.files import load
+from tfms.plan.convergence import Phase
+from tfms.plan.rollout import Action, state_of
+from tfms.render.cloudrun import render_service
+
+ACTIONS = ("status", *(a.value for a in Action))
+
+
+def _select(args: argparse.Namespace) -> list[TFModelService]:
+    services = parse_all(load(args.files), Defaults.from_env(os.environ))
+    if args.name:
+        services = [s for s in services if s.name == args.name]
+        if not services:
+            raise SystemExit(f"error: no TFModelService named {args.name} in {', '.join(args.files)}")
+    canary = [s for s in services if s.rollout.strategy == "canary"]
+    if not canary:
+        raise SystemExit("error: none of these services uses rollout.strategy: canary")
+    return canary
+
+
+def status_rows(live: dict[str, Any] | None, svc: TFModelService) -> dict[str, Any]:
+    state = state_of(live)
+    row: dict[str, Any] = {"service": svc.name, "desiredRevision": render_service(svc).revision}
+    if live is None:
+        return {**row, "phase": "NotDeployed"}
+    if state is None:
+        return {**row, "phase": "NoRollout"}
+    row.update(phase=state.phase.value, revision=state.revision, stable=state.stable, step=state.step,
+               weight=state.weight, message=state.message, analysis=state.analysis,
+               stepStarted=state.step_started)
+    return row
+
+
+async def _status(services: list[TFModelService], endpoint: str | None, watch: bool, interval: float) -> int:
+    async with connected(endpoint) as api:
+        while True:
+            rows = [status_rows(await api.get_service(render_service(s).name), s) for s in services]
+            for row in rows:
+                figures = row.get("analysis") or {}
+                extra = ", ".join(f"{k}={v}" for k, v in figures.items())
+                print(f"{row['service']}: {row['phase']}"
+                      + (f" | canary {row['revision']} {row['weight']}% (step {row['step'] + 1}), "
+                         f"stable {row['stable'] or '-'} | {row['message']}" if "revision" in row else "")
+                      + (f" | {extra}" if extra else ""), flush=True)
+            if not watch or not any(r["phase"] in ("Progressing",) for r in rows):
+                return 0
+            await asyncio.sleep(interval)
+
+
+def cmd_rollout(args: argparse.Namespace) -> int:
+    services = _select(args)
+    endpoint = args.endpoint or os.environ.get("TFMS_CLOUDRUN_ENDPOINT") or None
+    interval = float(os.environ.get("TFMS_POLL_INTERVAL", "") or 1.0)
+    if args.action == "status":
+        if args.output == "json":
+            async def rows() -> list[dict[str, Any]]:
+                async with connected(endpoint) as api:
+                    return [status_rows(await api.get_service(render_service(s).name), s) for s in services]
+            print(json.dumps(asyncio.run(rows()), indent=2))
+            return 0
+        return asyncio.run(_status(services, endpoint, args.watch, interval))
+    from tfms.backends.metrics import metrics_source
+
+    started = time.monotonic()
+    results = asyncio.run(apply_all(services, endpoint, wait=not args.no_wait, timeout=args.timeout,
+                                    interval=interval, action=Action(args.action),
+                                    metrics=metrics_source(args.metrics, endpoint)))
+    print(results_table(results))
+    print(f"({time.monotonic() - started:.1f}s)", file=sys.stderr)
+    failed = [r for r in results if r.action == "error" or (
+        r.state.phase is Phase.FAILED and not r.state.reason.startswith("Rollout"))]
+    return 1 if failed else 0
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("rollout", help="watch or steer a canary rollout: status, promote, pause, resume, abort, "
+                       "rollback", description=__doc__)
+    p.add_argument("action", choices=ACTIONS)
+    p.add_argument("name", nargs="?", help="one service among the manifests (default: every canary one)")
+    p.add_argument("-f", "--filename", dest="files", action="append", required=True, metavar="FILE|DIR")
+    p.add_argument("--endpoint", help="a Cloud Run emulator host:port (else TFMS_CLOUDRUN_ENDPOINT, else Google)")
+    p.add_argument("--metrics", default=os.environ.get("TFMS_METRICS_URL") or None,
+                   help="per-revision metrics for the analysis: a tfms emulator's /_emulator/metrics URL "
+                        "(default TFMS_METRICS_URL, else Cloud Monitoring)")
+    p.add_argument("--watch", action="store_true", help="status: refresh until the rollout ends")
+    p.add_argument("--no-wait", action="store_true", help="apply the action and return")
+    p.add_argument("--timeout", type=float, default=3600.0)
+    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    p.set_defaults(func=cmd_rollout)

@@ -1,0 +1,165 @@
+"""The canary state machine, step by step (pure: Cloud Run is a dict, time is a number)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tfms.api.model import Analysis, RolloutSpec
+from tfms.plan.analysis import WindowStats
+from tfms.plan.rollout import (
+    ANNOTATION,
+    Action,
+    Phase,
+    RolloutState,
+    apply_action,
+    decide,
+    parse_interval,
+    state_of,
+    traffic_for,
+)
+
+SPEC = RolloutSpec(strategy="canary", steps=(10, 50, 100), interval="1m",
+                   analysis=Analysis(max_error_rate=0.05, max_p99_latency_ms=100, min_request_count=20))
+REV = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"
+
+
+def _live(state: RolloutState | None = None, *, ready: str = "s-b", created: str = "s-b",
+          failed: str = "", serving: str = "s-a") -> dict[str, Any]:
+    live: dict[str, Any] = {
+        "latestReadyRevision": f"p/l/services/s/revisions/{ready}",
+        "latestCreatedRevision": f"p/l/services/s/revisions/{created}",
+        "trafficStatuses": [{"type": REV, "revision": serving, "percent": 100}],
+    }
+    if state is not None:
+        live["annotations"] = {ANNOTATION: state.to_json()}
+    if failed:
+        live["terminalCondition"] = {"state": "CONDITION_FAILED", "message": failed}
+    return live
+
+
+def _split(traffic: list[dict[str, Any]]) -> dict[str, tuple[int, str]]:
+    return {t["revision"]: (t["percent"], t["tag"]) for t in traffic}
+
+
+def test_first_deploy_takes_everything_b020() -> None:
+    d = decide(SPEC, "s-a", None, now=0)
+    assert d.state.phase is Phase.SUCCEEDED and _split(d.traffic) == {"s-a": (100, "stable")}
+
+
+def test_new_revision_starts_dark_until_ready_b021() -> None:
+    stable = RolloutState("s-a", "", Phase.SUCCEEDED, weight=100)
+    d = decide(SPEC, "s-b", _live(stable, ready="s-a", created="s-a"), now=0, interval_s=60)
+    assert d.state.phase is Phase.PROGRESSING and d.state.step == -1
+    assert _split(d.traffic) == {"s-a": (100, "stable"), "s-b": (0, "canary")}
+    waiting = decide(SPEC, "s-b", _live(d.state, ready="s-a", created="s-b"), now=5, interval_s=60)
+    assert _split(waiting.traffic) == {"s-a": (100, "stable"), "s-b": (0, "canary")}  # not ready: no traffic
+
+
+def test_candidate_that_fails_never_gets_traffic() -> None:
+    state = RolloutState("s-b", "s-a", Phase.PROGRESSING)
+    d = decide(SPEC, "s-b", _live(state, ready="s-a", created="s-b", failed="container exited 1"), now=5)
+    assert d.state.phase is Phase.FAILED and "container exited 1" in d.state.message
+    assert _split(d.traffic) == {"s-a": (100, "stable")}
+    assert d.events[0][1] == "RolloutFailed"
+
+
+def test_steps_advance_only_after_interval_and_passing_analysis() -> None:
+    state = RolloutState("s-b", "s-a", Phase.PROGRESSING)
+    d = decide(SPEC, "s-b", _live(state), now=100, interval_s=60)  # candidate ready -> first step
+    assert (d.state.step, d.state.weight) == (0, 10) and d.metrics_window == ("s-b", 100)
+    assert _split(d.traffic) == {"s-a": (90, "stable"), "s-b": (10, "canary")}
+    good = WindowStats(requests=50, errors=0, p99_ms=20)
+    early = decide(SPEC, "s-b", _live(d.state), now=130, stats=good, interval_s=60)
+    assert early.state.weight == 10 and early.wait == pytest.approx(30)
+    nxt = decide(SPEC, "s-b", _live(d.state), now=161, stats=good, interval_s=60)
+    assert nxt.state.weight == 50 and nxt.state.step_started == 161
+    done = decide(SPEC, "s-b", _live(nxt.state), now=222, stats=good, interval_s=60)
+    assert done.state.phase is Phase.SUCCEEDED
+    assert _split(done.traffic) == {"s-b": (100, "stable"), "s-a": (0, "prev")}
+    assert [e[1] for e in done.events] == ["Promoted"]
+
+
+def test_too_few_requests_hold_the_step() -> None:
+    state = RolloutState("s-b", "s-a", Phase.PROGRESSING, step=0, weight=10, step_started=100)
+    d = decide(SPEC, "s-b", _live(state), now=500, stats=WindowStats(requests=3, errors=0), interval_s=60)
+    assert d.state.weight == 10 and "need 20" in d.state.message
+
+
+@pytest.mark.parametrize("stats", [WindowStats(requests=100, errors=10, p99_ms=5),
+                                   WindowStats(requests=100, errors=0, p99_ms=900)])
+def test_failed_analysis_rolls_back_everything_to_stable(stats: WindowStats) -> None:
+    state = RolloutState("s-b", "s-a", Phase.PROGRESSING, step=1, weight=50, step_started=100)
+    d = decide(SPEC, "s-b", _live(state), now=110, stats=stats, interval_s=60)  # fails fast, mid-step
+    assert d.state.phase is Phase.ROLLED_BACK and d.state.weight == 0
+    assert _split(d.traffic) == {"s-a": (100, "stable")}
+    assert d.events[0][1] == "RolledBack" and "analysis failed" in d.state.message
+
+
+def test_failure_limit_allows_retries_of_a_step() -> None:
+    spec = RolloutSpec(strategy="canary", steps=(10, 100), interval="1m",
+                       analysis=Analysis(max_error_rate=0.05, min_request_count=1, failure_limit=1))
+    state = RolloutState("s-b", "s-a", Phase.PROGRESSING, step=0, weight=10, step_started=100)
+    bad = WindowStats(requests=10, errors=5)
+    once = decide(spec, "s-b", _live(state), now=110, stats=bad, interval_s=60)
+    assert once.state.phase is Phase.PROGRESSING and once.state.failures == 1 and once.state.step_started == 110
+    twice = decide(spec, "s-b", _live(once.state), now=120, stats=bad, interval_s=60)
+    assert twice.state.phase is Phase.ROLLED_BACK
+
+
+def test_new_spec_during_rollout_supersedes_from_stable() -> None:
+    state = RolloutState("s-b", "s-a", Phase.PROGRESSING, step=1, weight=50, step_started=100)
+    d = decide(SPEC, "s-c", _live(state), now=110, interval_s=60)
+    assert d.state.stable == "s-a" and d.state.revision == "s-c"
+    assert _split(d.traffic) == {"s-a": (100, "stable"), "s-c": (0, "canary")}  # s-b is gone
+    assert [e[1] for e in d.events] == ["RolloutSuperseded", "RolloutStarted"]
+
+
+def test_steady_state_is_stable() -> None:
+    state = RolloutState("s-b", "s-a", Phase.SUCCEEDED, weight=100)
+    d = decide(SPEC, "s-b", _live(state), now=1000)
+    assert d.state == state and d.events == [] and d.wait is None
+
+
+def test_takeover_of_a_service_without_rollout_state() -> None:
+    d = decide(SPEC, "s-b", _live(None, serving="s-a", ready="s-a", created="s-a"), now=0)
+    assert d.state.stable == "s-a" and d.state.phase is Phase.PROGRESSING
+
+
+@pytest.mark.parametrize(("phase", "action", "expected_phase", "split"), [
+    (Phase.PROGRESSING, Action.PROMOTE, Phase.SUCCEEDED, {"s-b": (100, "stable"), "s-a": (0, "prev")}),
+    (Phase.PROGRESSING, Action.PAUSE, Phase.PAUSED, {"s-a": (90, "stable"), "s-b": (10, "canary")}),
+    (Phase.PAUSED, Action.RESUME, Phase.PROGRESSING, {"s-a": (90, "stable"), "s-b": (10, "canary")}),
+    (Phase.PROGRESSING, Action.ABORT, Phase.ABORTED, {"s-a": (100, "stable")}),
+    (Phase.PROGRESSING, Action.ROLLBACK, Phase.ROLLED_BACK, {"s-a": (100, "stable")}),
+    (Phase.SUCCEEDED, Action.ROLLBACK, Phase.ROLLED_BACK, {"s-a": (100, "stable"), "s-b": (0, "prev")}),
+])
+def test_on_demand_actions(phase: Phase, action: Action, expected_phase: Phase,
+                           split: dict[str, tuple[int, str]]) -> None:
+    state = RolloutState("s-b", "s-a", phase, step=0, weight=10 if phase.active else 100, step_started=1)
+    new, _event = apply_action(state, action)
+    assert new.phase is expected_phase and _split(traffic_for(new)) == split
+
+
+def test_rolled_back_state_holds_until_the_spec_changes() -> None:
+    state, _ = apply_action(RolloutState("s-b", "s-a", Phase.SUCCEEDED, weight=100), Action.ROLLBACK)
+    d = decide(SPEC, "s-b", _live(state), now=5)
+    assert d.state == state and _split(d.traffic) == {"s-a": (100, "stable"), "s-b": (0, "prev")}
+
+
+@pytest.mark.parametrize("action", [Action.PROMOTE, Action.PAUSE, Action.RESUME, Action.ABORT])
+def test_actions_refused_when_no_rollout_runs(action: Action) -> None:
+    with pytest.raises(ValueError):
+        apply_action(RolloutState("s-b", "s-a", Phase.SUCCEEDED, weight=100), action)
+
+
+def test_state_round_trips_and_garbage_is_ignored() -> None:
+    state = RolloutState("s-b", "s-a", Phase.PAUSED, step=1, weight=50, step_started=3.5, analysis={"requests": 3})
+    assert state_of({"annotations": {ANNOTATION: state.to_json()}}) == state
+    assert state_of({"annotations": {ANNOTATION: "{not json"}}) is None
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("5m", 300), ("30s", 30), ("1h30m", 5400), ("250ms", 0.25)])
+def test_parse_interval(text: str, seconds: float) -> None:
+    assert parse_interval(text) == seconds
