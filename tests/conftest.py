@@ -9,6 +9,14 @@ from typing import Any
 
 import pytest
 
+# No test waits on Google's metadata server: without credentials google.auth probes it (seconds
+# where 169.254.169.254 does not answer at once) before giving up, e.g. `tfms apply`'s model check
+# of a fake gs:// path. Read when google.auth is first imported, and inherited by subprocesses.
+os.environ.setdefault("NO_GCE_CHECK", "true")
+# Specs in tests name fake gs:// buckets; a developer's own credentials must not send them to real
+# Cloud Storage. Tests of the model check turn it on themselves (tests/integration/test_model_check.py).
+os.environ.setdefault("TFMS_MODEL_CHECK", "off")
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TFMS_SHARED_DIR", REPO.parent / "shared"))
 

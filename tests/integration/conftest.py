@@ -1,4 +1,4 @@
-"""A started emulator (simulated revisions) and our backend connected to it."""
+"""A started emulator (simulated revisions), our backend connected to it, and a fake Cloud Storage."""
 
 from __future__ import annotations
 
@@ -9,8 +9,12 @@ import pytest
 from google.cloud import run_v2
 from google.cloud.run_v2.services.services.transports import ServicesGrpcTransport
 
+from tests.conftest import REPO
+from tests.fakegcs import FakeGcs
 from tfms.backends.cloudrun import CloudRun
 from tfms.emulator import Emulator, EmulatorConfig
+
+HPT = REPO / "manifests" / "examples" / "models" / "half_plus_two"
 
 
 @pytest.fixture
@@ -34,3 +38,14 @@ def raw_client(emulator: Emulator) -> Iterator[run_v2.ServicesClient]:
     channel = grpc.insecure_channel(emulator.address)
     yield run_v2.ServicesClient(transport=ServicesGrpcTransport(channel=channel))
     channel.close()
+
+
+@pytest.fixture
+def fake_gcs(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGcs]:
+    """A fake Cloud Storage holding half_plus_two at gs://example-bucket/models/hpt (versions 1, 2),
+    with TFMS_STORAGE_ENDPOINT pointing the real client at it."""
+    fake = FakeGcs()
+    fake.upload_tree("example-bucket", "models/hpt", HPT)
+    monkeypatch.setenv("TFMS_STORAGE_ENDPOINT", fake.url)
+    yield fake
+    fake.close()

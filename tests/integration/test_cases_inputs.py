@@ -178,19 +178,7 @@ async def test_i013_deploy_dark_reachable_only_by_tag(backend: CloudRun, shared_
     assert _tag_uris(live)["tag-name"].startswith("https://tag-name---my-service-")
 
 
-@pytest.mark.parametrize("prefix", ["016", "017", "018"])
-async def test_i016_i017_i018_public_service(backend: CloudRun, shared_dir: Path, prefix: str) -> None:
-    """"Only allUsers may invoke" is `access.public: true`: never implied, and no allUsers member
-    is needed (works under Domain Restricted Sharing)."""
-    text = yaml.safe_dump(_case(shared_dir, prefix))
-    assert "allUsers" in text and "roles/run.invoker" in text
-    private = await _apply(backend, _svc("public-service"))
-    assert not private.get("invokerIamDisabled")
-    live = await _apply(backend, _svc("public-service", access={"public": True}))
-    assert live["invokerIamDisabled"] is True
-    errors = validate(_svc("public-service", access={"invokers": ["allUsers"]}))
-    assert [(e.path, e.rule) for e in errors] == [("spec.access.invokers[0]", "invoker-member")]
-    assert "use public: true instead of allUsers" in errors[0].message
+# I-016, I-017 and I-018 (public invokers) are IAM cases: tests/integration/test_iam.py.
 
 
 async def test_i021_version_labels_as_revision_canary(backend: CloudRun, shared_dir: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import kopf
 import lupa
 import pytest
 import yaml
@@ -27,17 +28,22 @@ def _kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 
 def test_kustomization_renders_every_part(rendered: list[dict[str, Any]]) -> None:
     kinds = sorted(d["kind"] for d in rendered)
-    assert kinds == sorted(["Namespace", "CustomResourceDefinition", "CustomResourceDefinition", "ClusterKopfPeering",
-                            "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment"])
-    ours = next(d for d in _kind(rendered, "CustomResourceDefinition") if d["metadata"]["name"].endswith("tfms.dev"))
-    assert ours == yaml.safe_load((REPO / "crds" / "tfmodelservice.yaml").read_text())
+    assert kinds == sorted(["Namespace", "CustomResourceDefinition", "CustomResourceDefinition",
+                            "CustomResourceDefinition", "ClusterKopfPeering", "ServiceAccount", "ClusterRole",
+                            "ClusterRoleBinding", "Deployment", "Service", "Issuer", "Certificate",
+                            "ValidatingWebhookConfiguration"])
+    crds = {d["metadata"]["name"]: d for d in _kind(rendered, "CustomResourceDefinition")}
+    assert crds["tfmodelservices.serving.tfms.dev"] == yaml.safe_load(
+        (REPO / "crds" / "tfmodelservice.yaml").read_text())
+    assert crds["tfmodelservicepolicies.serving.tfms.dev"] == yaml.safe_load(
+        (REPO / "crds" / "tfmodelservicepolicy.yaml").read_text())
 
 
 def test_crds_pass_the_api_servers_dry_run(kube: KubeCluster, rendered: list[dict[str, Any]]) -> None:
     crds = yaml.safe_dump_all(_kind(rendered, "CustomResourceDefinition"))
     result = kube.kubectl("apply", "--dry-run=server", "-f", "-", input=crds)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.count("(server dry run)") == 2
+    assert result.stdout.count("(server dry run)") == 3
 
 
 def test_rbac_is_least_privilege(rendered: list[dict[str, Any]]) -> None:
@@ -47,6 +53,7 @@ def test_rbac_is_least_privilege(rendered: list[dict[str, Any]]) -> None:
     assert grants[("serving.tfms.dev", "tfmodelservices")] == {"get", "list", "watch", "patch"}
     assert grants[("serving.tfms.dev", "tfmodelservices/status")] == {"get", "patch"}
     assert grants[("", "events")] == {"create"}
+    assert grants[("serving.tfms.dev", "tfmodelservicepolicies")] == {"get", "list", "watch"}
     assert all("*" not in verbs for verbs in grants.values())
     assert not [k for k in grants if k[1] in ("secrets", "configmaps", "pods")]
     creators = [k for k, verbs in grants.items() if verbs & {"create", "delete", "update"}]
@@ -104,3 +111,25 @@ def test_argocd_configmap_carries_the_same_script() -> None:
     cm = yaml.safe_load((MANIFESTS / "argocd" / "argocd-cm-patch.yaml").read_text())
     script = cm["data"]["resource.customizations.health.serving.tfms.dev_TFModelService"]
     assert script.strip() == Path(MANIFESTS / "argocd" / "tfmodelservice-health.lua").read_text().strip()
+
+
+def test_webhook_matches_the_handler_kopf_serves(rendered: list[dict[str, Any]]) -> None:
+    """The static configuration points at the path kopf serves the validate handler on, fails
+    closed, and only for TFModelService creates and updates."""
+    from tfms.api import names
+    from tfms.handlers import admission
+
+    (config,) = _kind(rendered, "ValidatingWebhookConfiguration")
+    (hook,) = config["webhooks"]
+    assert config["metadata"]["name"] == names.WEBHOOK_CONFIGURATION
+    assert hook["failurePolicy"] == "Fail" and hook["sideEffects"] == "None"
+    assert hook["clientConfig"]["service"]["path"] == f"/{names.WEBHOOK_ID}"
+    assert hook["rules"] == [{"apiGroups": [names.GROUP], "apiVersions": [names.VERSION], "resources": [names.PLURAL],
+                              "operations": ["CREATE", "UPDATE"], "scope": "Namespaced"}]
+    registry = kopf.OperatorRegistry()
+    admission.register_webhook(registry)
+    assert [h.id for h in registry._webhooks.get_all_handlers()] == [names.WEBHOOK_ID]
+    (deployment,) = _kind(rendered, "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["TFMS_WEBHOOK_PORT"] == "9443"

@@ -21,7 +21,7 @@ import yaml
 from google.cloud import run_v2
 from google.cloud.run_v2.services.services.transports import ServicesGrpcTransport
 
-from tests.kube.cluster import REPO, KubeCluster
+from tests.kube.cluster import REPO, KubeCluster, KubeError
 from tests.kube.test_cluster import tfms
 from tfms.emulator import Emulator, EmulatorConfig
 
@@ -29,7 +29,8 @@ CRD = REPO / "crds" / "tfmodelservice.yaml"
 WRITES = {"CreateService", "UpdateService", "DeleteService", "SetIamPolicy"}
 SETTINGS = {
     "TFMS_RESYNC_SECONDS": "1", "TFMS_POLL_SECONDS": "0.2", "TFMS_RETRY_INITIAL_SECONDS": "0.2",
-    "TFMS_RETRY_MAX_SECONDS": "2",
+    "TFMS_RETRY_MAX_SECONDS": "2", "TFMS_SNAPSHOT_TTL_SECONDS": "0.5",
+    "TFMS_MODEL_CHECK": "off",  # the specs here name fake gs:// buckets
 }
 
 
@@ -41,8 +42,25 @@ def emulator() -> Iterator[Emulator]:
     emu.stop()
 
 
+class RunningOperator:
+    """The operator process's life, so a test can stop it mid-work and start it again."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._running: Any = None
+
+    def start(self) -> None:
+        self._running = self._make()
+        self._running.__enter__()
+
+    def stop(self) -> None:
+        if self._running is not None:
+            running, self._running = self._running, None
+            running.__exit__(None, None, None)
+
+
 @pytest.fixture(scope="module")
-def operator(kube: KubeCluster, emulator: Emulator) -> Iterator[Callable[[], Any]]:
+def operator(kube: KubeCluster, emulator: Emulator) -> Iterator[RunningOperator]:
     """The tfms handlers, configured by TFMS_* variables, running against the stack."""
     saved = {k: os.environ.get(k) for k in [*SETTINGS, "TFMS_CLOUDRUN_ENDPOINT"]}
     os.environ.update(SETTINGS, TFMS_CLOUDRUN_ENDPOINT=emulator.address)
@@ -52,12 +70,11 @@ def operator(kube: KubeCluster, emulator: Emulator) -> Iterator[Callable[[], Any
     importlib.reload(handlers)  # the resync interval is read when the handlers register
     registry = kopf.get_default_registry()
 
-    def start() -> Any:
-        return kube.operator(registry)
-
+    running = RunningOperator(lambda: kube.operator(registry))
     try:
-        with start():
-            yield start
+        running.start()
+        yield running
+        running.stop()
     finally:
         for key, value in saved.items():
             if value is None:
@@ -161,9 +178,11 @@ def test_converged_object_causes_no_writes(kube: KubeCluster, operator: Any, emu
     """B-035: resyncs of a converged object make zero Cloud Run writes and zero status patches."""
     obj = _wait_ready(kube, "fraud-scorer", generation=2)
     version, writes = obj["metadata"]["resourceVersion"], _writes(emulator)
-    reads = sum(1 for c in emulator.control.calls if c.method == "GetService")
-    kube.wait_for("three resyncs", lambda: sum(1 for c in emulator.control.calls if c.method == "GetService")
-                  >= reads + 3, timeout=20)
+    def reads() -> int:  # a resync reads the shared ListServices snapshot (or a Get)
+        return sum(1 for c in emulator.control.calls if c.method in ("GetService", "ListServices"))
+
+    before = reads()
+    kube.wait_for("three resyncs", lambda: reads() >= before + 3, timeout=20)
     assert _get(kube, "fraud-scorer")["metadata"]["resourceVersion"] == version
     assert _writes(emulator) == writes
 
@@ -236,3 +255,121 @@ def test_fifty_objects_at_once(kube: KubeCluster, operator: Any) -> None:
 
     kube.wait_for("50 objects Ready", all_ready, timeout=120)
     print(f"\n50 objects from kubectl apply to all Ready: {time.monotonic() - started:.1f}s")
+
+
+# ---- canary rollouts: restarts and kubectl-driven actions -------------------------------------
+
+CANARY = {"strategy": "canary", "steps": [10, 50, 100], "interval": "2s"}
+
+
+def _canary_weights(emulator: Emulator, service: str) -> list[int]:
+    """The canary target's percent in every traffic write to `service`, in order."""
+    out = []
+    for call in emulator.control.calls:
+        if call.method == "UpdateService" and call.request.service.name.endswith(f"/services/{service}"):
+            out += [t.percent for t in call.request.service.traffic if t.tag == "canary"]
+    return out
+
+
+def _live_split(emulator: Emulator, service: str) -> dict[str, int]:
+    channel = grpc.insecure_channel(emulator.address)
+    try:
+        client = run_v2.ServicesClient(transport=ServicesGrpcTransport(channel=channel))
+        live = client.get_service(name=f"projects/example-project/locations/us-central1/services/{service}")
+    finally:
+        channel.close()
+    return {t.revision.rsplit("/", 1)[-1]: t.percent for t in live.traffic_statuses if t.percent}
+
+
+def _wait_status(kube: KubeCluster, name: str, what: str, check: Callable[[dict[str, Any]], bool],
+                 timeout: float = 60) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+
+    def done() -> bool:
+        seen.clear()
+        seen.update(_get(kube, name))
+        return check(seen.get("status", {}))
+
+    try:
+        kube.wait_for(f"{name}: {what}", done, timeout=timeout)
+    except KubeError as exc:
+        events = [(e["reason"], e.get("message", "")[:200]) for e in _events(kube, name) if e["reason"] != "Ready"]
+        raise AssertionError(f"{name}: {what}: status {seen.get('status')}; events {events}") from exc
+    return seen
+
+
+def test_operator_restart_mid_rollout_resumes_from_cloud_run(kube: KubeCluster, operator: RunningOperator,
+                                                            emulator: Emulator) -> None:
+    _apply(kube, tfms("canary-restart", "default", rollout=CANARY))
+    stable = _wait_ready(kube, "canary-restart")["status"]["latestReadyRevision"]
+    v2 = tfms("canary-restart", "default", rollout=CANARY)
+    v2["spec"]["model"]["version"] = 2
+    _apply(kube, v2)
+    _wait_status(kube, "canary-restart", "canary at 10%", lambda s: s.get("canaryPercent") == 10)
+    operator.stop()
+    try:
+        # Lose everything the cluster knew: the rollout must be rebuilt from Cloud Run alone.
+        kube.kubectl("patch", "tfms", "canary-restart", "-n", "default", "--subresource=status", "--type=merge",
+                     "-p", json.dumps({"status": {"rollout": None, "stableRevision": None, "canaryRevision": None,
+                                                  "canaryPercent": None, "traffic": None}}), check=True)
+    finally:
+        operator.start()
+    obj = _wait_status(kube, "canary-restart", "rollout promoted",
+                       lambda s: s.get("rollout", {}).get("phase") == "Succeeded" and _ready({"status": s}) == "True")
+    status = obj["status"]
+    assert status["stableRevision"] == status["latestReadyRevision"] == status["desiredRevision"] != stable
+    # Never back to 0%, never a jump: the restart continued the rollout where Cloud Run said it was.
+    weights = _canary_weights(emulator, "canary-restart")
+    assert [w for i, w in enumerate(weights) if i == 0 or weights[i - 1] != w] == [0, 10, 50], weights
+    assert set(_live_split(emulator, "canary-restart").values()) == {100}
+    reasons = [e["reason"] for e in _events(kube, "canary-restart")]
+    assert {"RolloutStarted", "RolloutStep", "Promoted"} <= set(reasons), reasons
+
+
+def test_abort_promote_and_rollback_by_annotation(kube: KubeCluster, operator: RunningOperator,
+                                                  emulator: Emulator) -> None:
+    gated = {**CANARY, "manualGates": True}
+    _apply(kube, tfms("canary-kubectl", "default", rollout=gated))
+    v1 = _wait_ready(kube, "canary-kubectl")["status"]["latestReadyRevision"]
+    v2 = tfms("canary-kubectl", "default", rollout=gated)
+    v2["spec"]["model"]["version"] = 2
+    _apply(kube, v2)
+    _wait_status(kube, "canary-kubectl", "paused at the gate", lambda s: s.get("rollout", {}).get("phase") == "Paused")
+
+    def annotate(action: str) -> None:
+        kube.kubectl("annotate", "--overwrite", "tfms", "canary-kubectl", "-n", "default",
+                     f"tfms.dev/rollout-action={action}", check=True)
+
+    annotate("abort")
+    obj = _wait_status(kube, "canary-kubectl", "aborted", lambda s: s.get("rollout", {}).get("phase") == "Aborted")
+    assert "tfms.dev/rollout-action" not in obj["metadata"].get("annotations", {})  # applied once, then gone
+    ready = next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "RolloutAborted")
+    assert _live_split(emulator, "canary-kubectl") == {v1: 100}
+
+    # A new spec starts a new rollout; promote it on demand, then roll it back on demand.
+    v3 = tfms("canary-kubectl", "default", rollout=gated)
+    v3["spec"]["model"]["version"] = 3
+    _apply(kube, v3)
+    _wait_status(kube, "canary-kubectl", "v3 paused at the gate",
+                 lambda s: s.get("rollout", {}).get("phase") == "Paused" and s.get("canaryRevision") == s.get(
+                     "desiredRevision"))
+    annotate("promote")
+    promoted = _wait_status(kube, "canary-kubectl", "promoted",
+                            lambda s: s.get("rollout", {}).get("phase") == "Succeeded")["status"]
+    v3_revision = promoted["desiredRevision"]
+
+    def templates() -> set[str]:
+        return {c.request.service.template.revision for c in emulator.control.calls
+                if c.method == "UpdateService" and c.request.service.name.endswith("/canary-kubectl")}
+
+    before = templates()
+    annotate("rollback")
+    back = _wait_status(kube, "canary-kubectl", "rolled back",
+                        lambda s: s.get("rollout", {}).get("phase") == "RolledBack")["status"]
+    assert back["stableRevision"] == v1 != v3_revision
+    assert _live_split(emulator, "canary-kubectl") == {v1: 100}
+    # Rolling back moved traffic only: no new revision was asked for.
+    assert templates() == before and v3_revision in before
+    reasons = [e["reason"] for e in _events(kube, "canary-kubectl")]
+    assert {"RolloutGate", "RolloutAborted", "Promoted", "RolledBack"} <= set(reasons), reasons

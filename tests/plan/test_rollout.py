@@ -84,7 +84,8 @@ def test_steps_advance_only_after_interval_and_passing_analysis() -> None:
 def test_too_few_requests_hold_the_step() -> None:
     state = RolloutState("s-b", "s-a", Phase.PROGRESSING, step=0, weight=10, step_started=100)
     d = decide(SPEC, "s-b", _live(state), now=500, stats=WindowStats(requests=3, errors=0), interval_s=60)
-    assert d.state.weight == 10 and "need 20" in d.state.message
+    assert d.shown.weight == 10 and "need 20" in d.shown.message
+    assert d.state == state  # holding a step stores nothing new: no Cloud Run write per pass
 
 
 @pytest.mark.parametrize("stats", [WindowStats(requests=100, errors=10, p99_ms=5),
@@ -163,3 +164,18 @@ def test_state_round_trips_and_garbage_is_ignored() -> None:
 @pytest.mark.parametrize(("text", "seconds"), [("5m", 300), ("30s", 30), ("1h30m", 5400), ("250ms", 0.25)])
 def test_parse_interval(text: str, seconds: float) -> None:
     assert parse_interval(text) == seconds
+
+
+def test_manual_gates_hold_every_step_after_the_first_and_an_approval_takes_it_at_once() -> None:
+    gated = RolloutSpec(strategy="canary", steps=(10, 100), interval="1m", manual_gates=True)
+    at_10 = RolloutState("s-b", "s-a", Phase.PROGRESSING, step=0, weight=10, step_started=100)
+    paused = decide(gated, "s-b", _live(at_10), now=200, interval_s=60).state
+    assert (paused.phase, paused.weight) == (Phase.PAUSED, 10)  # the gate holds even the final 100%
+    resumed, _ = apply_action(paused, Action.RESUME)
+    taken = decide(gated, "s-b", _live(resumed), now=201, interval_s=60).state
+    assert (taken.phase, taken.weight) == (Phase.SUCCEEDED, 100)  # no second gate, no extra interval
+    # A plain pause (not a gate) resumes into a fresh window at the same step.
+    held, _ = apply_action(at_10, Action.PAUSE)
+    again, _ = apply_action(held, Action.RESUME)
+    window = decide(gated, "s-b", _live(again), now=300, interval_s=60).state
+    assert (window.phase, window.weight, window.step_started) == (Phase.PROGRESSING, 10, 300)

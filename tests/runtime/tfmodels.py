@@ -125,9 +125,23 @@ with graph.as_default():
         builder.add_meta_graph_and_variables(sess, ["train"], signature_def_map={
             "serving_default": tf1.saved_model.predict_signature_def({"v": v}, {"w": v * 2.0})})
         builder.save()
+
+# slow: half_plus_two's version 1 answer after a data-dependent busy loop (~120 ms a call here),
+# the model version that got heavier and must be rolled back by latency analysis.
+class Slow(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+    def serve(self, x):
+        seed = tf.fill([64, 64], tf.reduce_mean(x) * 1e-3 + 1.0)  # depends on x: nothing to constant-fold
+        def body(i, acc):
+            return i + 1, tf.tanh(tf.matmul(acc, seed) / 64.0)
+        _, acc = tf.while_loop(lambda i, a: i < 6000, body, (tf.constant(0), seed))
+        return {"y": 0.5 * x + 2.0 + 0.0 * tf.reduce_sum(acc)}
+
+m = Slow()
+tf.saved_model.save(m, os.path.join(out, "slow", "1"), signatures={"serving_default": m.serve})
 '''
 
-NAMES = ("strings", "multi", "examples", "warmup", "badwarmup", "nodefault", "train")
+NAMES = ("strings", "multi", "examples", "warmup", "badwarmup", "nodefault", "train", "slow")
 
 
 def zoo() -> Path:

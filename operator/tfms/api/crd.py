@@ -24,6 +24,39 @@ def structural(schema: Any) -> Any:
     return schema
 
 
+def policy_crd() -> dict[str, Any]:
+    """The cluster-scoped TFModelServicePolicy CRD (guardrails), from `guardrails.policy_object_schema`."""
+    from tfms.api.guardrails import policy_object_schema
+
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": names.POLICY_CRD_NAME},
+        "spec": {
+            "group": names.GROUP,
+            "scope": "Cluster",
+            "names": {
+                "kind": names.POLICY_KIND,
+                "listKind": names.POLICY_LIST_KIND,
+                "plural": names.POLICY_PLURAL,
+                "singular": names.POLICY_SINGULAR,
+                "shortNames": list(names.POLICY_SHORT_NAMES),
+                "categories": list(names.CATEGORIES),
+            },
+            "versions": [{
+                "name": names.VERSION,
+                "served": True,
+                "storage": True,
+                "schema": {"openAPIV3Schema": structural(policy_object_schema())},
+                "additionalPrinterColumns": [
+                    {"name": "Public", "type": "boolean", "jsonPath": ".spec.publicAllowed"},
+                    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                ],
+            }],
+        },
+    }
+
+
 def crd() -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",

@@ -94,6 +94,7 @@ def with_defaults(spec: Mapping[str, Any], defaults: Defaults) -> dict[str, Any]
     access = _sub(out, "access")
     access.setdefault("invokers", [])
     access.setdefault("public", False)
+    access.setdefault("invokersMode", names.INVOKERS_ADDITIVE)
     access.setdefault("ingress", "all")
     out.setdefault("labels", {})
     out.setdefault("annotations", {})

@@ -106,6 +106,11 @@ class AccessSpec:
     invokers: tuple[str, ...] = ()
     public: bool = False
     ingress: str = "all"
+    invokers_mode: str = "Additive"  # or "Authoritative" (owns the whole roles/run.invoker binding)
+
+    @property
+    def authoritative(self) -> bool:
+        return self.invokers_mode == "Authoritative"
 
 
 @dataclass(frozen=True)

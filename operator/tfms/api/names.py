@@ -43,6 +43,32 @@ OWNERSHIP_LABELS: Final = (LABEL_MANAGED_BY, LABEL_NAMESPACE, LABEL_NAME, LABEL_
 
 # Annotation on the Cloud Run service (v2 allows keys outside Google's own prefixes).
 ANNOTATION_PREFIX: Final = "tfms.dev/"
+# On the Cloud Run service: the invoker members tfms itself granted (a sorted JSON list), so
+# additive IAM management survives losing the cluster and never removes anyone else's grant.
+INVOKERS_ANNOTATION: Final = "tfms.dev/invokers"
+INVOKER_ROLE: Final = "roles/run.invoker"
+ALL_USERS: Final = "allUsers"
+PUBLIC_MEMBERS: Final = ("allUsers", "allAuthenticatedUsers")
+INVOKERS_ADDITIVE: Final = "Additive"
+INVOKERS_AUTHORITATIVE: Final = "Authoritative"
+# Who tfms is in audit records (the operator's own identity comes from ADC; this names the tool).
+AUDIT_ACTOR: Final = "tfms"
+
+# The cluster-scoped guardrail resource platform owners write once.
+POLICY_KIND: Final = "TFModelServicePolicy"
+POLICY_LIST_KIND: Final = "TFModelServicePolicyList"
+POLICY_PLURAL: Final = "tfmodelservicepolicies"
+POLICY_SINGULAR: Final = "tfmodelservicepolicy"
+POLICY_SHORT_NAMES: Final = ("tfmspolicy",)
+POLICY_CRD_NAME: Final = f"{POLICY_PLURAL}.{GROUP}"
+# kopf's bookkeeping annotations (progress, last handled spec): a prefix of their own, since kopf
+# ignores changes under it and users annotate under tfms.dev/.
+KOPF_PREFIX: Final = "kopf.tfms.dev"
+
+# The validating webhook kopf serves (and, in managed mode, registers under this name).
+WEBHOOK_CONFIGURATION: Final = "tfms.serving.tfms.dev"
+WEBHOOK_ID: Final = "validate.tfmodelservices.serving.tfms.dev"
+
 # On a TFModelService: an on-demand rollout action for kubectl users (removed once applied).
 ROLLOUT_ACTION_ANNOTATION: Final = "tfms.dev/rollout-action"
 

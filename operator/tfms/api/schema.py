@@ -307,6 +307,12 @@ SPEC_SCHEMA: Final[JSON] = _obj(
                            "members are user:EMAIL, group:EMAIL, serviceAccount:EMAIL, domain:DOMAIN or "
                            "principal(Set)://...; use public: true instead of allUsers"), 1500,
                 ),
+                "invokersMode": _str(
+                    "Additive (default): tfms adds and removes only the roles/run.invoker members it granted "
+                    "itself (remembered on the Cloud Run service), so grants made by others survive. "
+                    "Authoritative: the roles/run.invoker binding is exactly invokers (plus allUsers when "
+                    "public); every other member of that role is removed. Other roles are never touched.",
+                    enum=[names.INVOKERS_ADDITIVE, names.INVOKERS_AUTHORITATIVE]),
                 "public": _bool("Anyone may invoke (allUsers, or invoker IAM disabled where the "
                                 "organisation forbids allUsers). Never implied."),
                 "ingress": _str("Where requests may come from.",
@@ -411,6 +417,20 @@ STATUS_SCHEMA: Final[JSON] = {
         },
         "conditions": {"type": "array", "items": _CONDITION},
         "traffic": {"type": "array", "items": _TRAFFIC_STATUS},
+        "access": {
+            "type": "object",
+            "description": "Who may invoke the service, as tfms last applied it.",
+            "properties": {
+                "invokersMode": {"type": "string"},
+                "managedInvokers": {"type": "array", "items": {"type": "string"},
+                                    "description": "roles/run.invoker members tfms granted (and may revoke)."},
+                "otherInvokers": {"type": "array", "items": {"type": "string"},
+                                  "description": "roles/run.invoker members granted outside tfms, left alone."},
+                "public": {"type": "string", "description": "allUsers, or invokerIamDisabled where the "
+                           "organisation forbids allUsers; absent when not public."},
+                "message": {"type": "string"},
+            },
+        },
         "rollout": {
             "type": "object",
             "description": "The current or last canary rollout (also kept on the Cloud Run service).",

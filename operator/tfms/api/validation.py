@@ -164,7 +164,37 @@ def _traffic_errors(service_id: str, traffic: list[Any]) -> Iterator[FieldError]
         yield FieldError("spec.traffic", "traffic-sum", "percentages must sum to exactly 100", total)
 
 
-CREDENTIAL_NAME: Final = re.compile(r"(API_?KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE_?KEY)", re.I)
+CREDENTIAL_NAME: Final = re.compile(r"(API_?KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE_?KEY|ACCESS_?KEY)",
+                                    re.I)
+# Values that are credentials whatever the variable is called: (rule, what it looks like, pattern).
+CREDENTIAL_VALUES: Final = (
+    ("env-private-key", "a PEM private key",
+     re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----")),
+    ("env-service-account-key", "a Google service account key file",
+     re.compile(r'"type"\s*:\s*"service_account"|"private_key(?:_id)?"\s*:')),
+    ("env-gcp-api-key", "a Google API key", re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b")),
+    ("env-aws-access-key", "an AWS access key ID", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
+    ("env-aws-secret-key", "an AWS secret access key",
+     re.compile(r"aws_secret_access_key\s*[=:]\s*[A-Za-z0-9/+]{40}", re.I)),
+    ("env-token", "an access token (GitHub, Slack or a Google OAuth token)",
+     re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|xox[abposr]-[A-Za-z0-9-]{10,}|ya29\.[0-9A-Za-z_-]{20,})")),
+    ("env-url-password", "a URL with an embedded password",
+     re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@", re.I)),
+    ("env-password-assignment", "a literal password assignment",
+     re.compile(r"(?:password|passwd|secret|token|api_?key)\s*[=:]\s*\S{4,}", re.I)),
+)
+
+
+def credential_errors(path: str, name: str, value: str) -> Iterator[FieldError]:
+    """A plain env value that is, or is named like, a credential: secrets reach the model only as
+    Secret Manager references (`secretKeyRef`), never as values stored in the service spec."""
+    advice = "reference it from Secret Manager with secretKeyRef instead of a plain value"
+    for rule, what, pattern in CREDENTIAL_VALUES:
+        if pattern.search(value):
+            yield FieldError(path, rule, f"the value looks like {what}: {advice}", name)
+            return
+    if CREDENTIAL_NAME.search(name):
+        yield FieldError(path, "env-plain-credential", f"this looks like a credential: {advice}", name)
 
 
 def _resource_errors(runtime: Mapping[str, Any], scaling: Mapping[str, Any], region: Any) -> Iterator[FieldError]:
@@ -266,14 +296,16 @@ def _runtime_errors(spec: Mapping[str, Any]) -> Iterator[FieldError]:
             if name in seen:
                 yield FieldError(f"spec.runtime.env[{i}].name", "env-unique", "duplicate variable", name)
             seen.add(name)
-            if isinstance(var.get("value"), str) and var["value"] and CREDENTIAL_NAME.search(name):
-                yield FieldError(f"spec.runtime.env[{i}].value", "env-plain-credential",
-                                 "this looks like a credential: reference it from Secret Manager with "
-                                 "secretKeyRef instead of a plain value", name)
+            if isinstance(var.get("value"), str) and var["value"]:
+                yield from credential_errors(f"spec.runtime.env[{i}].value", name, var["value"])
     args = runtime.get("args")
     if isinstance(args, list):
         for i, arg in enumerate(args):
             flag = arg.split("=", 1)[0] if isinstance(arg, str) else ""
+            if isinstance(arg, str):
+                for error in credential_errors(f"spec.runtime.args[{i}]", flag, arg):
+                    if error.rule != "env-plain-credential":  # flag names alone say little
+                        yield error
             if flag in OWNED_FLAGS:
                 where = _OWNED_FLAG_FIELDS.get(flag)
                 yield FieldError(f"spec.runtime.args[{i}]", "owned-flag",
@@ -502,7 +534,7 @@ def parse(obj: Mapping[str, Any], defaults: Defaults | None = None, source: str 
             cpu_always_allocated=scaling["cpuAlwaysAllocated"], startup_cpu_boost=scaling["startupCpuBoost"],
         ),
         service_account=spec.get("serviceAccount", ""),
-        access=AccessSpec(tuple(access["invokers"]), access["public"], access["ingress"]),
+        access=AccessSpec(tuple(access["invokers"]), access["public"], access["ingress"], access["invokersMode"]),
         labels=tuple(sorted(spec["labels"].items())),
         annotations=tuple(sorted(spec["annotations"].items())),
         traffic=tuple(

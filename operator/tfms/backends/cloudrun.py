@@ -17,19 +17,24 @@ from google.auth import exceptions as auth_exc
 from google.cloud import run_v2
 from google.cloud.run_v2.services.revisions.transports import RevisionsGrpcAsyncIOTransport
 from google.cloud.run_v2.services.services.transports import ServicesGrpcAsyncIOTransport
+from google.iam.v1 import iam_policy_pb2, policy_pb2
 from google.protobuf import field_mask_pb2, json_format
 
 from tfms.backends.errors import (
     BackendError,
     CredentialsMissing,
+    EtagConflict,
     NotFound,
     Permanent,
+    PublicMembersBlocked,
     RevisionNameConflict,
     Transient,
 )
+from tfms.plan.iam import Binding, Policy
 
 T = TypeVar("T")
 Doc = dict[str, Any]
+LIST_PAGE_SIZE = 1000  # a whole project+region (Cloud Run's service quota) in one List page
 
 # Statuses that succeed when simply tried again later. ABORTED is Cloud Run's stale-etag /
 # concurrent-change answer, which a fresh read-modify-write resolves.
@@ -74,6 +79,41 @@ def translate(exc: Exception, what: str) -> BackendError:
     if isinstance(exc, grpc.RpcError):
         return Transient(f"{what}: {exc}", code)
     raise exc
+
+
+def translate_iam(exc: Exception, what: str) -> BackendError:
+    """SetIamPolicy's answers that need their own class: a stale etag (ABORTED, or FAILED_PRECONDITION
+    naming the etag) is retried as a whole read-modify-write; an organisation policy refusing public
+    members is permanent and has a supported alternative."""
+    message = getattr(exc, "message", None) or str(exc)
+    code = type(exc).__name__
+    if isinstance(exc, gexc.Aborted):
+        return EtagConflict(f"{what}: {message}", code)
+    if isinstance(exc, gexc.FailedPrecondition):
+        lowered = message.lower()
+        if "etag" in lowered or "concurrent" in lowered:
+            return EtagConflict(f"{what}: {message}", code)
+        if "permitted customer" in lowered or "organization policy" in lowered or "allowedpolicymemberdomains" \
+                in lowered:
+            return PublicMembersBlocked(f"{what}: {message}", code)
+    return translate(exc, what)
+
+
+def policy_from_pb(pb: policy_pb2.Policy) -> Policy:
+    bindings = tuple(
+        Binding(b.role, tuple(b.members),
+                json_format.MessageToDict(b.condition) if b.HasField("condition") else None)
+        for b in pb.bindings)
+    return Policy(bindings, bytes(pb.etag), int(pb.version))
+
+
+def policy_to_pb(policy: Policy) -> policy_pb2.Policy:
+    pb = policy_pb2.Policy(version=policy.version, etag=policy.etag)
+    for b in policy.bindings:
+        binding = pb.bindings.add(role=b.role, members=list(b.members))
+        if b.condition is not None:
+            json_format.ParseDict(dict(b.condition), binding.condition)
+    return pb
 
 
 async def _call(what: str, fn: Callable[[], Awaitable[T]]) -> T:
@@ -127,9 +167,11 @@ class CloudRun:
             return None
         return to_doc(svc)
 
-    async def list_services(self, parent: str) -> list[Doc]:
+    async def list_services(self, parent: str, page_size: int = LIST_PAGE_SIZE) -> list[Doc]:
+        """Every service in a project+region, in as few pages as Cloud Run allows."""
         async def collect() -> list[Doc]:
-            pager = await self._services.list_services(parent=parent)
+            request = run_v2.ListServicesRequest(parent=parent, page_size=page_size)
+            pager = await self._services.list_services(request=request)
             return [to_doc(s) async for s in pager]
         return await _call(f"list services in {parent}", collect)
 
@@ -164,6 +206,32 @@ class CloudRun:
         request = run_v2.UpdateServiceRequest(service=service, update_mask=field_mask_pb2.FieldMask(paths=["labels"]))
         await _call(f"update labels of {name}", lambda: self._services.update_service(request=request))
 
+    async def update_service_fields(self, name: str, fields: Doc, etag: str = "") -> str:
+        """Replace only the named top-level fields (update_mask), e.g. annotations or
+        invokerIamDisabled; the template and traffic are left exactly as they are."""
+        service = to_service({**fields, "name": name, **({"etag": etag} if etag else {})})
+        paths = sorted(_snake(k) for k in fields)
+        request = run_v2.UpdateServiceRequest(service=service, update_mask=field_mask_pb2.FieldMask(paths=paths))
+        try:
+            op = await self._services.update_service(request=request)
+        except Exception as exc:
+            raise translate_iam(exc, f"update {', '.join(paths)} of {name}") from exc
+        return str(op.operation.name)
+
+    async def get_iam_policy(self, resource: str) -> Policy:
+        request = iam_policy_pb2.GetIamPolicyRequest(resource=resource)
+        pb = await _call(f"get IAM policy of {resource}", lambda: self._services.get_iam_policy(request=request))
+        return policy_from_pb(pb)
+
+    async def set_iam_policy(self, resource: str, policy: Policy) -> Policy:
+        """Write `policy` whole, with the etag it was read with (never without: B-017)."""
+        request = iam_policy_pb2.SetIamPolicyRequest(resource=resource, policy=policy_to_pb(policy))
+        try:
+            pb = await self._services.set_iam_policy(request=request)
+        except Exception as exc:
+            raise translate_iam(exc, f"set IAM policy of {resource}") from exc
+        return policy_from_pb(pb)
+
     async def delete_service(self, name: str) -> None:
         try:
             await _call(f"delete {name}", lambda: self._services.delete_service(name=name))
@@ -175,6 +243,10 @@ class CloudRun:
             pager = await self._revisions.list_revisions(parent=service)
             return [to_doc(r) async for r in pager]
         return await _call(f"list revisions of {service}", collect)
+
+
+def _snake(key: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in key)
 
 
 @asynccontextmanager

@@ -38,3 +38,13 @@ class NotOwned(Permanent):
 
 class CredentialsMissing(Permanent):
     """No Application Default Credentials and no emulator endpoint."""
+
+
+class EtagConflict(Transient):
+    """The IAM policy (or service) changed since it was read: re-read and retry the whole
+    read-modify-write (Cloud Run's 409 ABORTED "There were concurrent policy changes", B-017)."""
+
+
+class PublicMembersBlocked(Permanent):
+    """The organisation forbids allUsers/allAuthenticatedUsers (Domain Restricted Sharing,
+    `iam.allowedPolicyMemberDomains`); `invoker_iam_disabled` is the supported alternative."""

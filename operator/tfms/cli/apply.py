@@ -20,6 +20,8 @@ from tfms.cli.output import ProgressView, describe, table, traffic_summary
 from tfms.plan.convergence import Convergence, Phase
 from tfms.plan.rollout import Action as RolloutAction
 from tfms.plan.rollout import Phase as RolloutPhase
+from tfms.reconcile.iam import apply_iam
+from tfms.reconcile.preflight import ModelCheck
 from tfms.reconcile.rollout import RolloutActionRefused, RolloutContext
 from tfms.reconcile.service import Applied, apply_service, wait_converged
 
@@ -63,9 +65,11 @@ async def apply_all(
     stream: TextIO | None = None,
     metrics: MetricsSource | None = None,
     action: RolloutAction | None = None,
+    model_check: ModelCheck | None = None,
 ) -> list[Result]:
     """Reconcile each service and wait for it; a canary rollout is followed step by step to its
-    end (promoted, rolled back or failed), reading `metrics` for its analysis."""
+    end (promoted, rolled back or failed), reading `metrics` for its analysis. With `model_check`,
+    a model that would not serve is refused before any Cloud Run write."""
     view = ProgressView([s.name for s in services], stream or sys.stderr)
     gate = asyncio.Semaphore(concurrency)
     async with connected(endpoint) as api:
@@ -74,15 +78,24 @@ async def apply_all(
             async with gate:
                 deadline = time.monotonic() + timeout
                 ctx = RolloutContext(metrics=metrics, action=action)
+                if model_check is not None:
+                    verdict = await model_check.verdict(svc)
+                    for _kind, _reason, message in verdict.events:
+                        view.update(svc.name, message)
+                    if verdict.stop:
+                        return Result(svc, "error", Convergence(Phase.FAILED, verdict.reason, verdict.message), None)
                 while True:
                     try:
                         applied = await apply_service(api, svc, rollout=replace(ctx, now=time.time()))
+                        access = await apply_iam(api, svc, await api.get_service(applied.rendered.name))
                     except (BackendError, RolloutActionRefused) as exc:
                         view.update(svc.name, f"Failed: {exc}")
                         return Result(svc, "error", Convergence(Phase.FAILED, type(exc).__name__, str(exc)), None)
                     ctx = replace(ctx, action=None)  # an on-demand action applies once
                     action_done = applied.plan.action.value
                     view.update(svc.name, _describe_pass(applied))
+                    for _kind, _reason, message in access.events:  # also an audit log line each
+                        view.update(svc.name, message)
                     if not wait:
                         return Result(svc, action_done, Convergence(Phase.PENDING, "NotWaited"), applied.live)
                     try:
@@ -98,7 +111,7 @@ async def apply_all(
                         return Result(svc, action_done, Convergence(Phase.FAILED, "Timeout",
                                                                     "the rollout did not finish in time"), live)
                     assert applied.rollout is not None
-                    rollout_state = applied.rollout.state
+                    rollout_state = applied.rollout.shown
                     if rollout_state.phase is RolloutPhase.PAUSED:  # a gate: someone must resume it
                         return Result(svc, action_done, Convergence(Phase.PENDING, "RolloutPaused",
                                                                     rollout_state.message), live)
@@ -112,7 +125,7 @@ async def apply_all(
 def _describe_pass(applied: Applied) -> str:
     text = f"{applied.plan.action.value}: {'; '.join(applied.plan.changes) or 'up to date'}"
     if applied.rollout is not None:
-        state = applied.rollout.state
+        state = applied.rollout.shown
         text = f"{text} | rollout {state.phase.value}: {state.message}"
     return text
 

@@ -44,7 +44,7 @@ def _resolve_local_paths(obj: dict[str, Any], base: Path) -> None:
             model["basePath"] = str((base / path).resolve())
 
 
-def load(targets: list[str]) -> list[Manifest]:
+def load(targets: list[str], kind: str = names.KIND) -> list[Manifest]:
     """Every TFModelService document in the given files/directories (non-recursive).
 
     Documents of other kinds are skipped, so a directory can also hold e.g. a kustomization.
@@ -65,10 +65,14 @@ def load(targets: list[str]) -> list[Manifest]:
                 if not isinstance(doc, dict):
                     raise ManifestError(f"{source}: a manifest must be a mapping, got {type(doc).__name__}")
                 api_version = str(doc.get("apiVersion", ""))
+                if kind != names.KIND and doc.get("kind") != kind:
+                    continue
                 if doc.get("kind") != names.KIND and not api_version.startswith(names.GROUP + "/"):
                     continue
+                if doc.get("kind") == names.POLICY_KIND and kind != names.POLICY_KIND:
+                    continue  # guardrails beside the services they govern
                 _resolve_local_paths(doc, path.parent)
                 out.append(Manifest(source, doc))
     if not out:
-        raise ManifestError(f"no {names.KIND} found in {', '.join(targets)}")
+        raise ManifestError(f"no {kind} found in {', '.join(targets)}")
     return out

@@ -8,14 +8,19 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import yaml
 
 from tfms import logs
+from tfms.api import names
 from tfms.api.defaults import Defaults
 from tfms.api.errors import SpecInvalid
 from tfms.api.validation import validate
 from tfms.cli.files import ManifestError, load
+
+if TYPE_CHECKING:
+    from tfms.reconcile.preflight import ModelCheck
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
@@ -28,12 +33,32 @@ def _env_float(name: str, default: float) -> float:
         raise SystemExit(f"error: {name} must be a number, got {raw!r}") from None
 
 
+def _policies(files: Sequence[str]) -> list[dict[str, object]]:
+    """TFModelServicePolicy objects from --policy files; an invalid policy is a usage error."""
+    from tfms.api.guardrails import policy_errors
+
+    policies: list[dict[str, object]] = []
+    for m in load(list(files), kind=names.POLICY_KIND) if files else []:
+        errors = policy_errors(m.obj)
+        if errors:
+            raise ManifestError(f"{m.source}: not a valid TFModelServicePolicy:\n"
+                                + "\n".join(f"  - {e}" for e in errors))
+        policies.append(m.obj)
+    return policies
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
+    from tfms.api.guardrails import check_all
+    from tfms.api.validation import parse
+
     defaults = Defaults.from_env(os.environ)
+    policies = _policies(args.policy or [])
     manifests = load(args.files)
     bad = 0
     for m in manifests:
         errors = validate(m.obj, defaults)
+        if not errors and policies:
+            errors = check_all(policies, parse(m.obj, defaults, m.source))
         if errors:
             bad += 1
             print(f"{m.source}: {len(errors)} error(s)")
@@ -78,11 +103,25 @@ def cmd_apply(args: argparse.Namespace) -> int:
     results = asyncio.run(apply_all(
         services, endpoint, wait=not args.no_wait, timeout=args.timeout,
         interval=_env_float("TFMS_POLL_INTERVAL", 1.0), metrics=metrics_source(args.metrics, endpoint),
+        model_check=_model_check(args.check_model),
     ))
     print(results_table(results))
     ok = all(r.state.phase is Phase.READY or r.state.reason == "RolloutPaused"
              or (args.no_wait and not r.state.done) for r in results)
     return EXIT_OK if ok else EXIT_INVALID
+
+
+def _model_check(flag: bool | None) -> ModelCheck | None:
+    """--check-model / --no-check-model, else TFMS_MODEL_CHECK (enforce | warn | off; default enforce)."""
+    from tfms.reconcile.preflight import MODEL_CHECK_ENV, ModelCheck, model_check_mode
+
+    try:
+        mode = model_check_mode(os.environ.get(MODEL_CHECK_ENV))
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    if flag is not None:
+        mode = "off" if not flag else "enforce" if mode == "off" else mode
+    return ModelCheck.for_mode(mode)
 
 
 def _inspect(args: argparse.Namespace, server_check: bool) -> list:  # type: ignore[type-arg]
@@ -144,9 +183,9 @@ def cmd_operator(args: argparse.Namespace) -> int:
 
 
 def cmd_crd(args: argparse.Namespace) -> int:
-    from tfms.api.crd import crd
+    from tfms.api.crd import crd, policy_crd
 
-    print(yaml.safe_dump(crd(), sort_keys=False), end="")
+    print(yaml.safe_dump(policy_crd() if args.policy else crd(), sort_keys=False), end="")
     return EXIT_OK
 
 
@@ -157,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check TFModelService manifests; print every error")
     p.add_argument("files", nargs="+", metavar="FILE|DIR")
+    p.add_argument("--policy", action="append", metavar="FILE|DIR",
+                   help="also check against these TFModelServicePolicy guardrails (repeatable); each violation "
+                        "names the policy and its rule")
     from tfms.cli.inspect_model import add_check_model_flag, add_inspect_model_parser
 
     add_check_model_flag(p)
@@ -180,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", default=os.environ.get("TFMS_METRICS_URL") or None,
                    help="per-revision metrics for canary analysis: a tfms emulator's /_emulator/metrics URL "
                         "(default TFMS_METRICS_URL, else Cloud Monitoring)")
+    p.add_argument("--check-model", action=argparse.BooleanOptionalAction, default=None,
+                   help="read each model (local or gs://) first and refuse one that would not serve "
+                        "(default: TFMS_MODEL_CHECK, enforce unless it says warn or off)")
     p.set_defaults(func=cmd_apply)
 
     for name, func, help_text in (
@@ -222,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Reconciles TFModelService objects into Cloud Run. Environment: "
                        "TFMS_CLOUDRUN_ENDPOINT (emulator host:port; default Google with ADC), TFMS_PROJECT, "
                        "TFMS_REGION, TFMS_RESYNC_SECONDS (60), TFMS_POLL_SECONDS (5), "
-                       "TFMS_RETRY_INITIAL_SECONDS (2), TFMS_RETRY_MAX_SECONDS (300).")
+                       "TFMS_RETRY_INITIAL_SECONDS (2), TFMS_RETRY_MAX_SECONDS (300), "
+                       "TFMS_MODEL_CHECK (enforce | warn | off).")
     p.add_argument("-n", "--namespace", action="append", help="watch only this namespace (repeatable); "
                    "default: cluster-wide")
     p.add_argument("--standalone", action="store_true", help="no peering (a single replica)")
@@ -233,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_operator)
 
     p = sub.add_parser("crd", help="print the TFModelService CustomResourceDefinition")
+    p.add_argument("--policy", action="store_true",
+                   help="print the TFModelServicePolicy CRD instead (crds/tfmodelservicepolicy.yaml)")
     p.set_defaults(func=cmd_crd)
     return parser
 

@@ -53,6 +53,8 @@ def up(files: list[str], *, host: str, port: int, timeout: float) -> int:
     try:
         address = emulator.start(host, port, rest_port=0)
         print(f"Cloud Run emulator: {address}  (tfms apply --endpoint {address} -f FILE)", flush=True)
+        print(f"Canary analysis reads the router's figures: tfms apply --endpoint {address} "
+              f"--metrics {emulator.rest_url} -f FILE", flush=True)
         print(f"Emulator REST and control interface: {emulator.rest_url}  (see tfms emulator --help)", flush=True)
         results = asyncio.run(apply_all(services, address, timeout=timeout, interval=0.2))
         print(results_table(results), flush=True)
@@ -60,6 +62,7 @@ def up(files: list[str], *, host: str, port: int, timeout: float) -> int:
             print("tfms up: not every service became ready; stopping.", flush=True)
             return 1
         print("\n".join(_urls(results)), flush=True)
+        print(f"status page: {emulator.status_url}  (revisions, traffic, live requests, rollouts)", flush=True)
         print("tfms up: serving. Press Ctrl-C to stop.", flush=True)
         stop.wait()
         print("tfms up: stopping.", flush=True)

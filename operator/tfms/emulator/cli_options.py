@@ -11,6 +11,7 @@ import argparse
 import os
 
 CONTROL_PREFIX = "/_emulator"
+UI_PATH = CONTROL_PREFIX + "/ui/"
 DEFAULT_REST_PORT = 8090
 
 # (verb, path under CONTROL_PREFIX, JSON body or query, what it does)
@@ -28,6 +29,7 @@ ENDPOINTS: tuple[tuple[str, str, str, str], ...] = (
     ("GET", "/state", "", "all services, revisions and IAM policies"),
     ("GET", "/metrics", "?service=S&revision=R&start=T&end=T", "a revision's requests, 5xx, p50/p99 ms"),
     ("GET", "/metrics/series", "?service=S&revision=R&start=T&end=T&step=SEC", "the same per step, for graphs"),
+    ("GET", "/history", "?service=S&since=T", "a service's traffic and annotation changes, timestamped"),
     ("POST", "/reset", "", "drop every fault, delay and the call log"),
 )
 
@@ -47,7 +49,8 @@ def control_help(base_url: str = "http://127.0.0.1:REST_PORT") -> str:
             "  names (UNAVAILABLE, RESOURCE_EXHAUSTED, ...), reasons are Cloud Run reason enums",
             "  (CONTAINER_MISSING, HEALTH_CHECK_CONTAINER_ERROR, ...). Metrics take full resource names and",
             "  Unix seconds (end defaults to now, start to end - 300), as the local router saw the requests;",
-            "  simulated revisions serve nothing, so theirs are zero. For example:",
+            "  simulated revisions serve nothing, so theirs are zero. A status page (services, traffic, live",
+            f"  request figures, rollout timelines) is at {base_url}{UI_PATH}. For example:",
             f"  curl -X POST {base_url}{CONTROL_PREFIX}/fail-next \\",
             '       -d \'{"method": "GetService", "code": "UNAVAILABLE", "count": 2}\'',
         ]

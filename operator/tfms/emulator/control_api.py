@@ -6,7 +6,9 @@ which also generates the index at `GET /_emulator` and `tfms emulator --help`.
 
 `/metrics` stands in for Cloud Monitoring's per-revision request metrics, so canary analysis
 can run locally: an executor that routes real requests offers `metrics` (`MetricsView`);
-without one, revisions serve nothing and their figures are zero.
+without one, revisions serve nothing and their figures are zero. `/history` is each service's
+traffic and annotations over time (`history.ServiceHistory`), which Cloud Run does not keep but
+a rollout timeline needs; the status page (`tfms.emulator.ui`) draws from both.
 """
 
 from __future__ import annotations
@@ -133,10 +135,18 @@ def state_document(state: StateView) -> dict[str, Any]:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+History = Callable[[str, float], list[dict[str, Any]] | None]
+"""A service's recorded changes since a time, None for a service never seen (`ServiceHistory.changes`)."""
+
+
 def control_routes(
-    control: Control, snapshot: Callable[[], StateView], metrics: MetricsView | None = None
+    control: Control,
+    snapshot: Callable[[], StateView],
+    metrics: MetricsView | None = None,
+    history: History | None = None,
 ) -> list[web.RouteDef]:
-    """aiohttp routes for the control interface, acting on `control`; `metrics` from the executor."""
+    """aiohttp routes for the control interface, acting on `control`; `metrics` from the executor,
+    `history` from the control plane."""
     figures: MetricsView = metrics if metrics is not None else NoTraffic()
 
     async def body_of(request: web.Request) -> dict[str, Any]:
@@ -261,6 +271,16 @@ def control_routes(
         step = _query_number(request.query, "step", 60.0)
         return {"revision": revision, "step": round(step), "points": figures.series(revision, start, end, step)}
 
+    def service_history(body: dict[str, Any], request: web.Request) -> Any:
+        service = request.query.get("service", "")
+        if not service:
+            raise BadControlRequest("'service' (a full resource name) is required")
+        since = _query_number(request.query, "since", 0.0)
+        changes = history(service, since) if history is not None else None
+        if changes is None:
+            raise ControlNotFound(f"Service {service} not found.")
+        return {"service": service, "changes": changes}
+
     actions: dict[tuple[str, str], Callable[[dict[str, Any], web.Request], Any]] = {
         ("GET", ""): index,
         ("POST", "/fail-next"): fail_next,
@@ -276,6 +296,7 @@ def control_routes(
         ("POST", "/reset"): reset,
         ("GET", "/metrics"): metrics_stats,
         ("GET", "/metrics/series"): metrics_series,
+        ("GET", "/history"): service_history,
     }
     assert set(actions) == {(verb, path) for verb, path, _, _ in ENDPOINTS}
     routes = [web.route(verb, PREFIX + path, guarded(action)) for (verb, path), action in actions.items()]

@@ -34,6 +34,7 @@ from .defaults import apply_template_defaults, ingress_container
 from .effects import EffectRunner
 from .errors import ApiError, Violation, aborted, already_exists, failed_precondition, invalid, not_found
 from .executor import ContainerSpec, Executor, RevisionLaunch
+from .history import ServiceHistory
 from .naming import (
     ServiceName,
     generated_revision_id,
@@ -111,6 +112,7 @@ class ControlPlane:
         self._closing = False
         self._relaunched: set[str] = set()  # restored ready revisions launched again, not yet settled
         self._store = persistence.StateFile(config.state_file) if config.state_file else None
+        self.history = ServiceHistory()  # what the status page's timelines are drawn from
         if self._store is not None:
             restored = self._store.load()
             if restored is not None:
@@ -118,6 +120,7 @@ class ControlPlane:
                 self._policies = restored.policies
                 self._ops.restore(restored.operations)
                 self._seq = restored.seq
+        self.history.observe({n: r.service for n, r in self._services.items()})
 
     # -- lifecycle and observation ---------------------------------------------------------------
     def close(self) -> None:
@@ -142,6 +145,7 @@ class ControlPlane:
 
     def _commit(self) -> None:
         """Persist the state (lock held), so an acknowledged change survives a restart."""
+        self.history.observe({n: r.service for n, r in self._services.items()})
         if self._store is not None:
             self._store.save(persistence.encode(self._services, self._policies, self._ops.all(), self._seq))
 

@@ -18,11 +18,12 @@ from typing import Any
 from aiohttp import web
 
 from .control import Control
-from .control_api import MetricsView, control_routes
+from .control_api import History, MetricsView, control_routes
 from .errors import ApiError
 from .rest import decode_request, encode_message, error_envelope, find_route, not_bound, wants_int_enums
 from .rpcs import Dispatcher, to_pb
 from .state import StateView
+from .ui import ui_routes
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class RestServer:
         snapshot: Callable[[], StateView],
         max_workers: int,
         metrics: MetricsView | None = None,
+        history: History | None = None,
     ) -> None:
         self._dispatcher = dispatcher
         self._pool = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="tfms-emulator-rest")
@@ -45,7 +47,8 @@ class RestServer:
         self._thread = threading.Thread(target=self._loop.run_forever, name="tfms-emulator-rest-loop", daemon=True)
         self._runner: web.AppRunner | None = None
         app = web.Application(client_max_size=MAX_BODY)
-        app.add_routes(control_routes(control, snapshot, metrics))
+        app.add_routes(control_routes(control, snapshot, metrics, history))
+        app.add_routes(ui_routes())
         app.router.add_route("*", "/{tail:.*}", self._api)
         self._app = app
 

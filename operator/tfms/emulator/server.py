@@ -11,6 +11,7 @@ from types import FrameType, TracebackType
 
 import grpc
 
+from .cli_options import UI_PATH
 from .config import EmulatorConfig
 from .control import Control
 from .executor import Executor
@@ -67,6 +68,11 @@ class Emulator:
         return f"http://{self.rest_address}"
 
     @property
+    def status_url(self) -> str:
+        """The status page (services, traffic, live request figures, rollout timelines)."""
+        return self.rest_url + UI_PATH
+
+    @property
     def state(self) -> StateView:
         """A consistent copy of all services, revisions, IAM policies and operations."""
         return self._plane.snapshot()
@@ -95,7 +101,10 @@ class Emulator:
         if rest_port is not None:
             # An executor that routes real requests offers their figures (LocalExecutor.metrics).
             metrics = getattr(self.executor, "metrics", None)
-            rest = RestServer(self._dispatcher, self.control, self._plane.snapshot, self.config.max_workers, metrics)
+            rest = RestServer(
+                self._dispatcher, self.control, self._plane.snapshot, self.config.max_workers, metrics,
+                self._plane.history.changes,
+            )
             try:
                 _, rest_bound = rest.start(host, rest_port)
             except BaseException:
@@ -160,6 +169,7 @@ def serve_forever(
             if rest_port is not None:
                 print(f"tfms emulator REST on {emulator.rest_url}", flush=True, file=sys.stdout)
                 print(f"tfms emulator control on {emulator.rest_url}/_emulator", flush=True, file=sys.stdout)
+                print(f"tfms emulator status page on {emulator.status_url}", flush=True, file=sys.stdout)
         else:
             ready(address)
         stop.wait()

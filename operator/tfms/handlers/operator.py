@@ -21,11 +21,14 @@ from tfms.api import names
 from tfms.backends.cloudrun import CloudRun
 from tfms.backends.errors import BackendError
 from tfms.backends.metrics import metrics_source
+from tfms.handlers.admission import configure_admission, policies_from
 from tfms.handlers.config import OperatorConfig
 from tfms.plan.rollout import Action
 from tfms.plan.status import status_patch
-from tfms.reconcile.objects import Outcome, finalize_object, reconcile_object
+from tfms.reconcile.objects import CloudRunDeleteAPI, Outcome, finalize_object, reconcile_object
+from tfms.reconcile.preflight import ModelCheck
 from tfms.reconcile.rollout import RolloutContext
+from tfms.reconcile.snapshot import ServiceSnapshots, with_snapshot
 
 RESOURCE = (names.GROUP, names.VERSION, names.PLURAL)
 log = logging.getLogger("tfms.operator")
@@ -37,12 +40,15 @@ def _now() -> str:
 
 def configure(settings: kopf.OperatorSettings) -> None:
     """kopf's own bookkeeping goes to annotations, so status holds only our declared fields
-    (B-034) and status writes never look like spec changes (B-035)."""
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="tfms.dev")
+    (B-034) and status writes never look like spec changes (B-035). kopf ignores changes to
+    annotations under its own prefix, so that prefix must not be the one users annotate with
+    (tfms.dev/rollout-action)."""
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=names.KOPF_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="tfms.dev", key="last-handled-configuration")
+        prefix=names.KOPF_PREFIX, key="last-handled-configuration")
     settings.persistence.finalizer = "tfms.dev/finalizer"
     settings.posting.level = logging.WARNING
+    configure_admission(settings)  # the validating webhook, when TFMS_WEBHOOK_PORT is set
 
 
 @kopf.on.startup()
@@ -51,7 +57,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     config: OperatorConfig = memo.get("config") or OperatorConfig.from_env()
     memo["config"] = config
     memo["cloudrun"] = CloudRun.connect(config.endpoint)  # inside kopf's loop: grpc.aio is loop-bound
+    # Every pass goes through it: resyncs read shared List pages, writes mark them stale.
+    memo["snapshots"] = ServiceSnapshots(memo["cloudrun"], ttl=config.snapshot_ttl)
     memo["metrics"] = metrics_source(config.metrics_url, config.endpoint)
+    memo["model_check"] = ModelCheck.for_mode(config.model_check)  # None when TFMS_MODEL_CHECK=off
 
 
 @kopf.on.cleanup()
@@ -75,10 +84,12 @@ def _context(memo: kopf.Memo, action: Action | None = None) -> RolloutContext:
 @kopf.on.resume(*RESOURCE)
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE, field="spec")
-async def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, **_: Any) -> None:
+async def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, reason: str,
+                    **_: Any) -> None:
     config: OperatorConfig = memo["config"]
-    outcome = await reconcile_object(memo["cloudrun"], _plain(body), config.defaults, now=_now(),
-                                     rollout=_context(memo))
+    # A restart resumes every object at once: like a resync, it reads the shared snapshot.
+    outcome = await _pass(memo, body, snapshot=reason == kopf.Reason.RESUME and retry == 0,
+                          policies=policies_from(_))
     _publish(body, patch, outcome)
     if outcome.transient:
         raise kopf.TemporaryError(outcome.transient, delay=config.retry_delay(retry))
@@ -102,8 +113,9 @@ async def rollout_action(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **
         kopf.warn(body, reason="RolloutActionRefused",
                   message=f"unknown rollout action {raw!r}; use one of {', '.join(a.value for a in Action)}")
         return
-    outcome = await reconcile_object(memo["cloudrun"], _plain(body), config.defaults, now=_now(),
-                                     rollout=_context(memo, action))
+    outcome = await reconcile_object(memo["snapshots"].reader(fresh=True), _plain(body), config.defaults,
+                                     now=_now(), rollout=_context(memo, action), iam=memo["cloudrun"],
+                                     policies=policies_from(_), model_check=memo.get("model_check"))
     _publish(body, patch, outcome)
 
 
@@ -113,10 +125,9 @@ def _resync_interval() -> float:
 
 @kopf.timer(*RESOURCE, interval=_resync_interval(), initial_delay=_resync_interval())
 async def resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-    """Drift and readiness between spec changes; a converged object yields no write at all."""
-    config: OperatorConfig = memo["config"]
-    outcome = await reconcile_object(memo["cloudrun"], _plain(body), config.defaults, now=_now(),
-                                     rollout=_context(memo))
+    """Drift and readiness between spec changes; a converged object yields no write at all,
+    and its read comes from the (project, region)'s shared ListServices snapshot."""
+    outcome = await _pass(memo, body, snapshot=True, policies=policies_from(_))
     _publish(body, patch, outcome)
     if outcome.transient:
         log.warning("resync of %s/%s: %s", body.metadata.namespace, body.metadata.name, outcome.transient)
@@ -126,11 +137,29 @@ async def resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) 
 async def delete(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
     config: OperatorConfig = memo["config"]
     try:
-        message = await finalize_object(memo["cloudrun"], _plain(body), config.defaults)
+        message = await finalize_object(memo["snapshots"].reader(fresh=True), _plain(body), config.defaults)
     except BackendError as exc:
         kopf.warn(body, reason="DeleteFailed", message=str(exc)[:1024])
         raise kopf.TemporaryError(str(exc), delay=config.retry_delay(retry)) from exc
     kopf.info(body, reason="Deleted", message=message)
+
+
+async def _pass(memo: kopf.Memo, body: kopf.Body, *, snapshot: bool,
+                policies: list[dict[str, Any]] | None = None) -> Outcome:
+    """One reconcile pass; with `snapshot`, reads come from the shared List snapshot and a pass
+    that would write is run again on fresh reads (tfms.reconcile.snapshot)."""
+    config: OperatorConfig = memo["config"]
+    snapshots: ServiceSnapshots = memo["snapshots"]
+    plain = _plain(body)
+
+    async def run(api: CloudRunDeleteAPI) -> Outcome:
+        return await reconcile_object(api, plain, config.defaults, now=_now(), rollout=_context(memo),
+                                      iam=memo["cloudrun"], policies=policies or [],
+                                      model_check=memo.get("model_check"))
+
+    if snapshot:
+        return await with_snapshot(snapshots, run)
+    return await run(snapshots.reader(fresh=True))
 
 
 def _plain(body: Mapping[str, Any]) -> dict[str, Any]:

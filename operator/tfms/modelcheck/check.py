@@ -179,7 +179,8 @@ def inspect_model(reader: ModelReader, base_path: str, expect: Expectation | Non
             report.add("version-missing",
                        f"spec.model.version {expect.version} is not in {base} (versions there: "
                        f"{_versions_text(dirs)}); TF Serving would wait for it forever and the revision would never "
-                       "start", version=expect.version)
+                       f"start: upload {join(base, str(expect.version))}/ first, or pin a version that is there",
+                       version=expect.version)
     for label, version in sorted(expect.labels.items()):
         if version not in dirs.versions:
             report.add("label-version-missing",

@@ -26,6 +26,7 @@ from tfms.plan.traffic import REVISION
 
 ANNOTATION = "tfms.dev/rollout"
 STABLE_TAG, CANARY_TAG, PREV_TAG = "stable", "canary", "prev"
+GATE_MESSAGE = "waiting for approval"
 
 
 class Phase(StrEnum):
@@ -60,6 +61,7 @@ class RolloutState:
     failures: int = 0  # failed analysis checks so far
     message: str = ""
     analysis: dict[str, Any] = field(default_factory=dict)  # the last figures: requests, errorRate, p99Ms
+    approved: int = -1  # with manual gates: the highest step a person has approved
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -76,6 +78,7 @@ class RolloutState:
                 step=int(data.get("step", -1)), weight=int(data.get("weight", 0)),
                 step_started=float(data.get("step_started", 0.0)), failures=int(data.get("failures", 0)),
                 message=str(data.get("message", "")), analysis=dict(data.get("analysis") or {}),
+                approved=int(data.get("approved", -1)),
             )
         except (ValueError, KeyError, TypeError):
             return None
@@ -94,6 +97,13 @@ class Decision:
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (Normal|Warning, reason, message)
     wait: float | None = None  # seconds until the next decision is due; None: nothing pending
     metrics_window: tuple[str, float] | None = None  # (revision, start): what analysis wants to read
+    # What this pass saw (live figures, message) when nothing stored changes: shown in status and
+    # on the terminal, never written, so holding a step costs no Cloud Run write.
+    observed: RolloutState | None = None
+
+    @property
+    def shown(self) -> RolloutState:
+        return self.observed or self.state
 
 
 def _target(revision: str, percent: int, tag: str) -> dict[str, Any]:
@@ -160,8 +170,12 @@ def apply_action(state: RolloutState, action: Action) -> tuple[RolloutState, tup
     if action is Action.RESUME:
         if state.phase is not Phase.PAUSED:
             raise ValueError(f"only a paused rollout can be resumed (it is {state.phase.value})")
-        return replace(state, phase=Phase.PROGRESSING, message="resumed", step_started=0.0), (
-            "Normal", "RolloutResumed", f"rollout of {state.revision} resumed at {state.weight}%")
+        # Resuming at a gate approves the step it was waiting for; the next pass takes it at once.
+        gate = state.message.startswith(GATE_MESSAGE)
+        return replace(state, phase=Phase.PROGRESSING, message="resumed", step_started=0.0,
+                       approved=state.step + 1 if gate else state.approved), (
+            "Normal", "RolloutResumed", f"rollout of {state.revision} resumed at {state.weight}%"
+            + (" (step approved)" if gate else ""))
     if action is Action.ABORT:
         if not state.phase.active:
             raise ValueError(f"nothing to abort: the rollout of {state.revision} is {state.phase.value}")
@@ -219,6 +233,8 @@ def decide(
         if not _ready(live, revision):
             return Decision(traffic_for(state), state, wait=None)  # Cloud Run is still starting it
         return _enter_step(spec, state, 0, now, interval_s)
+    if state.step_started <= 0 and state.approved > state.step:  # a gate was approved: take that step now
+        return _enter_step(spec, state, state.step + 1, now, interval_s)
     if state.step_started <= 0:  # resumed: restart the window
         resumed = replace(state, step_started=now)
         return Decision(traffic_for(resumed), resumed, wait=interval_s, metrics_window=(revision, now))
@@ -246,21 +262,22 @@ def decide(
             f"step {state.step + 1}: {state.weight}%" if verdict.verdict is not Verdict.INCONCLUSIVE
             else f"step {state.step + 1}: {state.weight}%, " + "; ".join(verdict.reasons)))
         remaining = max(0.0, interval_s - elapsed)
-        return Decision(traffic_for(holding), holding, wait=remaining or interval_s / 10,
-                        metrics_window=(revision, state.step_started))
+        return Decision(traffic_for(state), state, wait=remaining or interval_s / 10,
+                        metrics_window=(revision, state.step_started), observed=holding)
     return _enter_step(spec, replace(state, analysis=figures), state.step + 1, now, interval_s)
 
 
 def _enter_step(spec: RolloutSpec, state: RolloutState, step: int, now: float, interval_s: float) -> Decision:
     steps = spec.steps or (100,)
+    if spec.manual_gates and step > state.approved and step > 0 and state.phase is Phase.PROGRESSING:
+        target = steps[step] if step < len(steps) else 100
+        gated = replace(state, phase=Phase.PAUSED, message=f"{GATE_MESSAGE} before {target}% "
+                        "(tfms rollout resume, or the tfms.dev/rollout-action=resume annotation)")
+        return Decision(traffic_for(gated), gated, [("Normal", "RolloutGate", gated.message)])
     if step >= len(steps) or steps[step] >= 100:
         done = replace(state, phase=Phase.SUCCEEDED, step=len(steps) - 1, weight=100, step_started=now,
                        message=f"{state.revision} promoted")
         return Decision(traffic_for(done), done, [("Normal", "Promoted", f"{state.revision} takes 100% of traffic")])
-    if spec.manual_gates and step > 0 and state.phase is Phase.PROGRESSING:
-        gated = replace(state, phase=Phase.PAUSED, message=f"waiting for approval before {steps[step]}% "
-                        "(tfms rollout resume)")
-        return Decision(traffic_for(gated), gated, [("Normal", "RolloutGate", gated.message)])
     nxt = replace(state, step=step, weight=steps[step], step_started=now, failures=state.failures,
                   message=f"step {step + 1}: {steps[step]}%")
     return Decision(traffic_for(nxt), nxt, [("Normal", "RolloutStep", f"{state.revision} at {steps[step]}%")],

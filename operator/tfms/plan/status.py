@@ -179,6 +179,6 @@ def status_patch(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) 
     return patch
 
 
-_OWNED = frozenset({"observedGeneration", "conditions", "desiredRevision", "service", "url",
+_OWNED = frozenset({"access", "observedGeneration", "conditions", "desiredRevision", "service", "url",
                    "latestCreatedRevision", "latestReadyRevision", "traffic", "rollout", "stableRevision",
-                   "canaryRevision", "canaryPercent"})
+                   "canaryRevision", "canaryPercent", "model"})

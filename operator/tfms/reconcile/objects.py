@@ -7,7 +7,7 @@ writes at most once, reads where things stand, and says when to look again.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
@@ -15,15 +15,20 @@ from tfms.api import names
 from tfms.api.conditions import READY, TRUE, camel
 from tfms.api.defaults import Defaults, with_defaults
 from tfms.api.errors import SpecInvalid
+from tfms.api.guardrails import enforce_policies
+from tfms.api.model import TFModelService
 from tfms.api.validation import parse
 from tfms.backends.errors import BackendError, NotFound, NotOwned, Permanent, RevisionNameConflict, Transient
 from tfms.plan.convergence import Phase, convergence
+from tfms.plan.rollout import Phase as RolloutPhase
 from tfms.plan.service import Action, owned_by
 from tfms.plan.status import Observation, build_status
+from tfms.reconcile.iam import AccessResult, apply_iam
+from tfms.reconcile.preflight import ModelCheck
 from tfms.reconcile.retry import Backoff
 from tfms.reconcile.rollout import RolloutActionRefused, RolloutContext
 from tfms.reconcile.service import CloudRunAPI, apply_service
-from tfms.render.cloudrun import ownership_labels, render_service
+from tfms.render.cloudrun import RenderedService, ownership_labels, render_service
 
 Doc = dict[str, Any]
 ONE_TRY = Backoff(attempts=1)  # kopf owns retries for the operator, with its own backoff
@@ -75,13 +80,20 @@ def _change_events(action: Action, changes: list[str], drift: bool, name: str, r
 
 
 async def reconcile_object(api: CloudRunAPI, body: Mapping[str, Any], defaults: Defaults, *, now: str,
-                           rollout: RolloutContext | None = None) -> Outcome:
-    """One pass over one object. Safe to run at any time, any number of times."""
+                           rollout: RolloutContext | None = None, iam: object | None = None,
+                           policies: Sequence[Mapping[str, Any]] = (),
+                           model_check: ModelCheck | None = None) -> Outcome:
+    """One pass over one object. Safe to run at any time, any number of times.
+
+    `iam` is the IAM-capable backend when `api` is not (e.g. a snapshot reader); `policies` are
+    the cluster's TFModelServicePolicy objects, enforced like the schema; `model_check` reads the
+    model before any Cloud Run write, once per generation (tfms.reconcile.preflight)."""
     metadata = body.get("metadata") or {}
     generation = int(metadata.get("generation", 0) or 0)
     previous = body.get("status") or {}
     try:
         svc = parse(body, defaults, f"{metadata.get('namespace')}/{metadata.get('name')}")
+        enforce_policies(policies, body, defaults)
     except SpecInvalid as exc:
         errors = [str(e) for e in exc.errors]
         status = build_status(Observation(generation, invalid=errors), previous, now=now)
@@ -91,6 +103,25 @@ async def reconcile_object(api: CloudRunAPI, body: Mapping[str, Any], defaults: 
     if svc.paused:
         status = build_status(Observation(generation, rendered.revision, paused=True), previous, now=now)
         return Outcome(status, done=True)
+    if model_check is None:
+        return await _deploy(api, svc, rendered, generation, previous, now=now, rollout=rollout, iam=iam)
+    verdict = await model_check.verdict(svc, generation, previous)
+    if verdict.stop:  # before any Cloud Run write: the model would not serve, or storage is unavailable
+        obs = Observation(generation, rendered.revision, error_reason=verdict.reason, error_message=verdict.message)
+        outcome = Outcome(build_status(obs, previous, now=now), done=verdict.stop == "permanent",
+                          permanent=verdict.message if verdict.stop == "permanent" else "",
+                          transient=verdict.message if verdict.stop == "transient" else "")
+    else:
+        outcome = await _deploy(api, svc, rendered, generation, previous, now=now, rollout=rollout, iam=iam)
+    return replace(outcome, status=verdict.record(outcome.status, previous, now=now, generation=generation),
+                   events=[Event("Normal" if kind == "Normal" else "Warning", reason, message)
+                           for kind, reason, message in verdict.events] + outcome.events)
+
+
+async def _deploy(api: CloudRunAPI, svc: TFModelService, rendered: RenderedService, generation: int,
+                  previous: Mapping[str, Any], *, now: str, rollout: RolloutContext | None,
+                  iam: object | None) -> Outcome:
+    """The Cloud Run part of a pass: write at most once, then read where things stand."""
     refused: list[Event] = []
     try:
         try:
@@ -99,6 +130,7 @@ async def reconcile_object(api: CloudRunAPI, body: Mapping[str, Any], defaults: 
             refused.append(Event("Warning", "RolloutActionRefused", str(exc)))
             applied = await apply_service(api, svc, ONE_TRY, replace(rollout, action=None) if rollout else None)
         live = applied.live if applied.plan.action is Action.NONE else await api.get_service(rendered.name)
+        access: AccessResult = await apply_iam(api if iam is None else iam, svc, live)
     except (NotOwned, RevisionNameConflict, Permanent) as exc:
         reason = type(exc).__name__ if isinstance(exc, (NotOwned, RevisionNameConflict)) else camel(
             _enum(exc.code)) or "CloudRunRefused"
@@ -114,19 +146,24 @@ async def reconcile_object(api: CloudRunAPI, body: Mapping[str, Any], defaults: 
              and not (decision and decision.events))
     events = refused + _change_events(applied.plan.action, applied.plan.changes, drift, rendered.service_id,
                                       rendered.revision)
+    events += [Event(kind, reason, message) for kind, reason, message in access.events]
     if decision is not None:
         events = [e for e in events if e.reason != "TrafficChanged"]
         events += [Event("Normal" if kind == "Normal" else "Warning", reason, message)
                    for kind, reason, message in decision.events]
     state = convergence(live, rendered.revision) if live else None
     obs = Observation(generation, rendered.revision, live=live, convergence=state,
-                      rollout=decision.state if decision else None)
+                      rollout=decision.shown if decision else None)
     status = build_status(obs, previous, now=now)
-    rolling = applied.rolling
+    status["access"] = access.status
+    # A rollout paused at a gate waits for a person (an annotation or `tfms rollout resume`), not a timer.
+    rolling = applied.rolling and not (decision is not None and decision.state.phase is RolloutPhase.PAUSED)
     outcome = Outcome(status, events, done=bool(state and state.done and applied.plan.action is Action.NONE
                                                    and not rolling),
                       wait=decision.wait if decision and rolling else None)
-    if state is not None and state.phase is Phase.READY and _ready(previous) != TRUE:
+    if access.writes:  # the service annotation changed too: look again once Cloud Run has it
+        outcome = replace(outcome, done=False)
+    if _ready(status) == TRUE and _ready(previous) != TRUE:
         events.append(Event("Normal", "Ready", f"serving at {status.get('url', '')}"))
     if state is not None and state.phase is Phase.FAILED:
         if _ready(previous) != "False":

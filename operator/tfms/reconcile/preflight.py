@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tfms.api.conditions import FALSE, MODEL_CHECKED, TRUE, UNKNOWN, Condition
+from tfms.api.conditions import FALSE, MODEL_CHECKED, ORDER, TRUE, UNKNOWN, Condition, merge
 from tfms.api.model import TFModelService
-from tfms.backends.errors import BackendError, Transient
-from tfms.backends.storage import reader_for
+from tfms.backends.errors import BackendError, CredentialsMissing, NotFound, Transient
+from tfms.backends.storage import GcsReader, LocalReader, reader_for
 from tfms.modelcheck.check import Expectation, Issue, ModelReport, inspect_model
 from tfms.modelcheck.reader import ModelReader
 
@@ -59,6 +60,7 @@ class Preflight:
     skipped: str = ""  # why the model was not checked (e.g. a path baked into the image)
     error: str = ""  # storage failure
     transient: bool = False  # the storage failure is worth retrying soon
+    error_kind: str = ""  # the failure's class: CredentialsMissing, NotFound, Permanent, Transient ...
     extra: list[Issue] = field(default_factory=list)  # findings beyond the model itself (startup window)
 
     @property
@@ -92,7 +94,18 @@ class Preflight:
         out["signatureName"] = report.signature_key
         return out
 
+    @property
+    def would_not_serve(self) -> bool:
+        """TF Serving would find no servable model: the model's own errors, or nothing at the path."""
+        return bool(self.errors) or self.error_kind == NotFound.__name__
+
     def condition(self) -> Condition:
+        if self.error_kind == CredentialsMissing.__name__:
+            return Condition(MODEL_CHECKED, UNKNOWN, "CredentialsMissing",
+                             f"{self.base_path} not checked (deploying anyway; Cloud Run reports a model its "
+                             f"revision cannot load): {self.error}")
+        if self.error_kind == NotFound.__name__:
+            return Condition(MODEL_CHECKED, FALSE, "ModelInvalid", f"{self.error}: fix spec.model.basePath")
         if self.error:
             reason = "StorageUnavailable" if self.transient else "StorageError"
             return Condition(MODEL_CHECKED, UNKNOWN if self.transient else FALSE, reason, self.error)
@@ -150,7 +163,7 @@ def preflight(svc: TFModelService, reader_factory: ReaderFactory = reader_for,
     try:
         report = inspect_model(reader_factory(base), base, expectation(svc))
     except BackendError as exc:
-        result.error, result.transient = str(exc), isinstance(exc, Transient)
+        result.error, result.transient, result.error_kind = str(exc), isinstance(exc, Transient), type(exc).__name__
         return result
     result.report = report
     result.extra = _window_issues(svc, report)
@@ -168,4 +181,134 @@ def needs_check(generation: int, previous_status: Mapping[str, Any] | None) -> b
     return not (isinstance(model, Mapping) and model.get("observedGeneration") == generation and generation > 0)
 
 
-__all__ = ["Preflight", "expectation", "needs_check", "preflight", "preflight_async", "startup_window_seconds"]
+MODEL_CHECK_ENV = "TFMS_MODEL_CHECK"
+MODES = ("enforce", "warn", "off")
+CREDENTIALS_RETRY_SECONDS = 300.0  # looking for credentials can probe the metadata server: not on every pass
+
+
+def model_check_mode(raw: str | None) -> str:
+    """`TFMS_MODEL_CHECK`: enforce (default), warn or off; anything else is a configuration error."""
+    mode = (raw or "enforce").strip().lower()
+    if mode not in MODES:
+        raise ValueError(f"{MODEL_CHECK_ENV} must be one of {', '.join(MODES)}, got {raw!r}")
+    return mode
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What pre-flight means for one reconcile pass: status to record, events, and whether to stop.
+
+    `stop` is "permanent" (the model would not serve: no Cloud Run write until the spec changes),
+    "transient" (storage could not be read: retry with backoff) or "" (deploy)."""
+
+    model: Mapping[str, Any] | None  # status.model
+    condition: Condition | None  # ModelChecked
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
+    stop: str = ""
+    reason: str = ""  # Ready's reason when stopping
+    message: str = ""
+
+    def record(self, status: dict[str, Any], previous: Mapping[str, Any], *, now: str,
+               generation: int) -> dict[str, Any]:
+        """`status` with status.model and the ModelChecked condition (its transition time kept)."""
+        out = {**status}
+        if self.model is not None:
+            out["model"] = dict(self.model)
+        if self.condition is not None:
+            (cond,) = merge(previous.get("conditions"), [self.condition], now=now, generation=generation)
+            rank = {kind: i for i, kind in enumerate(ORDER)}
+            conds = [c for c in out.get("conditions", []) if c.get("type") != MODEL_CHECKED] + [cond]
+            out["conditions"] = sorted(conds, key=lambda c: rank.get(c.get("type", ""), len(ORDER)))
+        return out
+
+
+class ModelCheck:
+    """Pre-flight as the reconciler and `tfms apply` run it, once per spec generation.
+
+    `enforce` stops a model that would not serve before any Cloud Run write, and retries when
+    storage is unavailable; `warn` records and reports the same findings but always deploys.
+    Missing credentials never block, in either mode: the operator's identity is not the one
+    the revision reads the model with, a laptop pointing at an emulator has none, and Cloud Run
+    reports a model its revision cannot load anyway. The condition says the model was not
+    checked and why. The same holds for other permission errors (StorageError, not blocking);
+    a missing bucket or an empty path is a model that would not serve.
+    """
+
+    def __init__(self, mode: str = "enforce", reader_factory: ReaderFactory | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.mode = model_check_mode(mode)
+        self._factory = reader_factory
+        self._clock = clock
+        self._gcs: GcsReader | None = None  # one client for every check: credentials are looked up once
+        self._no_credentials: tuple[float, str] | None = None  # (until, message)
+
+    @classmethod
+    def for_mode(cls, mode: str | None) -> ModelCheck | None:
+        """The policy for a mode; None for `off`, so callers skip pre-flight entirely."""
+        checked = model_check_mode(mode)
+        return None if checked == "off" else cls(checked)
+
+    def reader(self, base_path: str) -> ModelReader:
+        if self._factory is not None:
+            return self._factory(base_path)
+        if base_path.startswith("gs://"):
+            if self._gcs is None:
+                self._gcs = GcsReader()
+            return self._gcs
+        return LocalReader()
+
+    async def check(self, svc: TFModelService) -> Preflight:
+        base = svc.model.base_path
+        missing = self._no_credentials
+        if base.startswith("gs://") and missing is not None and self._clock() < missing[0]:
+            return Preflight(base, error=missing[1], error_kind=CredentialsMissing.__name__)
+        result = await preflight_async(svc, self.reader)
+        if result.error_kind == CredentialsMissing.__name__:
+            self._no_credentials = (self._clock() + CREDENTIALS_RETRY_SECONDS, result.error)
+        return result
+
+    async def verdict(self, svc: TFModelService, generation: int = 0,
+                      previous: Mapping[str, Any] | None = None) -> Verdict:
+        """Check the model if this generation was not checked yet, else repeat what was found."""
+        previous = previous or {}
+        if not needs_check(generation, previous):
+            return self._carried(previous)
+        return self.judge(await self.check(svc), generation, previous)
+
+    def judge(self, result: Preflight, generation: int, previous: Mapping[str, Any]) -> Verdict:
+        cond = result.condition()
+        enforce = self.mode == "enforce"
+        if result.transient:  # not checked for this generation: the next pass checks again
+            stop = "transient" if enforce else ""
+            return Verdict(previous.get("model"), cond, [] if enforce else [("Warning", "ModelNotChecked",
+                                                                             cond.message)],
+                           stop, "StorageUnavailable", f"reading the model failed, will retry: {result.error}")
+        model = result.status(generation)
+        if result.would_not_serve:
+            message = (f"the model at {result.base_path} would not serve: {cond.message}" if result.errors
+                       else cond.message)
+            event = ("Warning", "ModelInvalid", message + ("" if enforce else " (TFMS_MODEL_CHECK=warn: deploying "
+                                                                               "anyway)"))
+            return Verdict(model, cond, [event], "permanent" if enforce else "", "ModelInvalid", message)
+        if cond.status == TRUE:
+            kind, reason = ("Warning", "ModelWarning") if result.warnings else ("Normal", "ModelChecked")
+            return Verdict(model, cond, [(kind, reason, cond.message)])
+        if result.skipped:
+            return Verdict(model, cond)
+        return Verdict(model, cond, [("Warning", "ModelNotChecked", cond.message)])
+
+    def _carried(self, previous: Mapping[str, Any]) -> Verdict:
+        """This generation was checked: keep its findings (and a refusal) without reading storage."""
+        old = next((c for c in previous.get("conditions") or [] if isinstance(c, Mapping)
+                    and c.get("type") == MODEL_CHECKED), None)
+        cond = Condition(MODEL_CHECKED, str(old.get("status", UNKNOWN)), str(old.get("reason", "")),
+                         str(old.get("message", ""))) if old else None
+        if self.mode == "enforce" and cond is not None and cond.status == FALSE and cond.reason == "ModelInvalid":
+            return Verdict(previous.get("model"), cond, stop="permanent", reason="ModelInvalid",
+                           message=f"the model at {previous['model'].get('basePath', '')} would not serve: "
+                                   f"{cond.message}")
+        return Verdict(previous.get("model"), cond)
+
+
+__all__ = ["MODEL_CHECK_ENV", "ModelCheck", "Preflight", "Verdict", "expectation", "model_check_mode", "needs_check",
+           "preflight", "preflight_async", "startup_window_seconds"]

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from tfms.api.model import TFModelService
 from tfms.backends.errors import NotOwned
 from tfms.plan.convergence import Convergence, Phase, convergence
+from tfms.plan.iam import with_iam_state
 from tfms.plan.rollout import Decision
 from tfms.plan.service import Action, Plan, plan_service
 from tfms.reconcile.retry import DEFAULT_BACKOFF, Backoff, retry_transient
@@ -54,6 +55,7 @@ async def apply_service(api: CloudRunAPI, svc: TFModelService, backoff: Backoff 
     """One pass: at most one write, and none when nothing owned has changed."""
     rendered = render_service(svc)
     live = await retry_transient(lambda: api.get_service(rendered.name), backoff)
+    rendered = with_iam_state(rendered, live, svc.access.public)  # what the IAM step owns survives a replace
     decision = None
     if svc.rollout.strategy == "canary":
         decision = await decide_rollout(svc, rendered, live, rollout or RolloutContext())

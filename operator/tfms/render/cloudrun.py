@@ -153,8 +153,10 @@ def render_service(svc: TFModelService) -> RenderedService:
     }
     if svc.annotations:
         body["annotations"] = dict(svc.annotations)
-    # Public without allUsers: works where Domain Restricted Sharing forbids allUsers.
-    body["invokerIamDisabled"] = svc.access.public
+    # Never implied: invoker IAM stays on. `public: true` is an allUsers grant made by the IAM
+    # step, which turns invoker IAM off only where the organisation forbids allUsers
+    # (tfms.plan.iam.with_iam_state keeps that choice across full replaces).
+    body["invokerIamDisabled"] = False
     return RenderedService(
         name=names.service_name(svc.project, svc.region, svc.name),
         parent=names.location_name(svc.project, svc.region),

@@ -9,45 +9,40 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-_PR_SET_PDEATHSIG = 1
 _LOG_TAIL_BYTES = 64 * 1024
 
+# The child sets PR_SET_PDEATHSIG itself, then execs the container's command. A `preexec_fn`
+# would do it in Python between fork and exec, which forces a plain fork(): in a process with
+# gRPC threads its fork handlers then run in the child and crash it now and then (SIGSEGV
+# before exec, "Kick failed: eventfd_write"). Without preexec_fn the spawn is vfork+exec.
+_DEATHSIG_EXEC = r"""
+import ctypes, os, signal, sys
+parent = int(sys.argv[1])
+if sys.platform.startswith("linux"):
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before prctl
+        os._exit(1)
+try:
+    os.execvp(sys.argv[2], sys.argv[2:])
+except OSError as exc:  # as a container runtime says it: the command, then why
+    sys.stderr.write(f"exec {sys.argv[2]}: {exc.strerror}\n")
+    os._exit(127)
+"""
 
-def _load_prctl() -> Callable[..., int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl: Callable[..., int] = libc.prctl
-    except (OSError, AttributeError):
-        return None
-    return prctl
 
-
-_PRCTL = _load_prctl()  # resolved up front: the child must do as little as possible
-
-
-def _child_setup(parent_pid: int) -> Callable[[], None]:
-    """The pre-exec hook: die with the parent (and if it is already gone, die now)."""
-
-    def setup() -> None:
-        if _PRCTL is not None:
-            _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-            if os.getppid() != parent_pid:  # parent died between fork and prctl
-                os._exit(1)
-
-    return setup
+def _with_deathsig(argv: Sequence[str]) -> list[str]:
+    """`argv`, run so that it dies with this process (even if this one is SIGKILLed)."""
+    return [sys.executable, "-I", "-S", "-c", _DEATHSIG_EXEC, str(os.getpid()), *argv]
 
 
 class ContainerProcess:
@@ -70,14 +65,13 @@ class ContainerProcess:
         with log_path.open("ab") as log_file:
             offset = log_file.tell()
             proc = subprocess.Popen(
-                list(argv),
+                _with_deathsig(argv),
                 env=dict(env),
                 cwd=cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_child_setup(os.getpid()),
             )
         return cls(proc, log_path, offset)
 

@@ -1,0 +1,71 @@
+"""`tfms rollout ...` as a user runs it, against the emulator: status, gates, promote, rollback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import base_object
+from tfms.cli.main import main
+from tfms.emulator import Emulator
+
+
+def _write(tmp_path: Path, version: int) -> Path:
+    obj = base_object(model={"name": "fraud", "basePath": "gs://b/m", "version": version},
+                      rollout={"strategy": "canary", "steps": [25, 100], "interval": "10ms", "manualGates": True})
+    path = tmp_path / f"v{version}.yaml"
+    path.write_text(yaml.safe_dump(obj))
+    return path
+
+
+def _status(emulator: Emulator, path: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
+    capsys.readouterr()
+    assert main(["rollout", "status", "-f", str(path), "--endpoint", emulator.address, "-o", "json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    return row  # type: ignore[no-any-return]
+
+
+def test_gate_resume_promote_and_rollback_from_the_cli(emulator: Emulator, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TFMS_POLL_INTERVAL", "0.01")
+    v1, v2 = _write(tmp_path, 1), _write(tmp_path, 2)
+    endpoint = ["--endpoint", emulator.address]
+    assert _status(emulator, v1, capsys)["phase"] == "NotDeployed"
+    assert main(["apply", "-f", str(v1), *endpoint]) == 0
+    assert main(["apply", "-f", str(v2), *endpoint]) == 0  # paused at the gate is not a failure
+    row = _status(emulator, v2, capsys)
+    assert (row["phase"], row["weight"], row["step"]) == ("Paused", 25, 0)
+    stable = row["stable"]
+
+    capsys.readouterr()
+    assert main(["rollout", "status", "-f", str(v2), *endpoint]) == 0
+    text = capsys.readouterr().out
+    assert f"fraud-scorer: Paused | canary {row['revision']} 25% (step 1), stable {stable}" in text
+    assert "waiting for approval before 100%" in text
+
+    assert main(["rollout", "resume", "-f", str(v2), *endpoint]) == 0  # approves the gate: promoted
+    row = _status(emulator, v2, capsys)
+    assert (row["phase"], row["weight"]) == ("Succeeded", 100)
+
+    assert main(["rollout", "rollback", "-f", str(v2), *endpoint]) == 0
+    row = _status(emulator, v2, capsys)
+    assert row["phase"] == "RolledBack"
+    creates = [c for c in emulator.control.calls if c.method in ("CreateService", "UpdateService")]
+    assert len({c.request.service.template.revision for c in creates}) == 2  # rollback made no revision
+
+    capsys.readouterr()
+    code = main(["rollout", "promote", "-f", str(v2), *endpoint])  # nothing to promote: refused, said why
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "RolloutActionRefused: nothing to promote: the rollout of" in out and "is RolledBack" in out
+
+
+def test_rollout_of_a_non_canary_service_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "plain.yaml"
+    path.write_text(yaml.safe_dump(base_object()))
+    with pytest.raises(SystemExit, match=r"none of these services uses rollout\.strategy: canary"):
+        main(["rollout", "status", "-f", str(path)])
