@@ -41,7 +41,8 @@ def child_env(**extra: str) -> dict[str, str]:
     """The environment for children: this one, the repo importable, logs quiet."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TFMS_")}
     path = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    env.update(PYTHONPATH=path, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    # The floor makes only Cloud Run calls, so tfms does too: no model pre-flight of the fake gs:// paths.
+    env.update(PYTHONPATH=path, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1", TFMS_MODEL_CHECK="off")
     env.update(extra)
     return env
 

@@ -56,14 +56,14 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(404, {"error": {"code": 404, "message": "The specified bucket does not exist."}})
         prefix, delimiter = query.get("prefix", ""), query.get("delimiter")
         items, prefixes = [], set()
-        for name, (data, generation) in sorted(fake.buckets[bucket].items()):
+        for name, (content, generation) in sorted(fake.buckets[bucket].items()):
             if not name.startswith(prefix):
                 continue
             rest = name[len(prefix):]
             if delimiter and delimiter in rest:
                 prefixes.add(prefix + rest.split(delimiter)[0] + delimiter)
                 continue
-            items.append({"kind": "storage#object", "bucket": bucket, "name": name, "size": str(len(data)),
+            items.append({"kind": "storage#object", "bucket": bucket, "name": name, "size": str(len(content)),
                           "generation": str(generation)})
         start = int(query.get("pageToken", "0"))
         page = items[start:start + fake.page_size]

@@ -18,11 +18,13 @@ from tests.conftest import base_object
 from tests.fakegcs import FakeGcs
 from tests.integration.conftest import HPT
 from tfms.api.defaults import Defaults
+from tfms.api.schema import STATUS_SCHEMA
 from tfms.backends import storage
 from tfms.backends.cloudrun import CloudRun
 from tfms.cli.main import main
 from tfms.emulator import Emulator
 from tfms.handlers.config import OperatorConfig
+from tfms.plan.status import status_patch
 from tfms.reconcile.objects import Outcome, reconcile_object
 from tfms.reconcile.preflight import ModelCheck
 
@@ -138,6 +140,18 @@ async def test_i023_a_path_inside_the_image_is_not_checked_and_deploys(
     assert done.status["model"] == {"basePath": base, "observedGeneration": 1}
 
 
+async def test_in_local_mode_a_missing_path_is_refused_not_left_to_an_image(
+        backend: CloudRun, emulator: Emulator, tmp_path: Path) -> None:
+    """`tfms up` runs revisions on this machine: no image can hold the model, so a basePath that
+    is not here (say, a copied manifest whose relative path no longer resolves) fails at once."""
+    missing = str(tmp_path / "models" / "half_plus_two")
+    done = await _until_done(backend, _body(basePath=missing), ModelCheck(local=True))
+    ready = _cond(done, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "ModelInvalid")
+    assert f"spec.model.basePath: {missing} is not a directory on this machine" in done.permanent
+    assert _writes(emulator) == 0
+
+
 async def test_a_gcs_model_records_the_object_generation(backend: CloudRun, fake_gcs: FakeGcs) -> None:
     body = _body(basePath="gs://example-bucket/models/hpt", version=1)
     done = await _until_done(backend, body, ModelCheck())
@@ -145,6 +159,11 @@ async def test_a_gcs_model_records_the_object_generation(backend: CloudRun, fake
     generation = fake_gcs.buckets["example-bucket"]["models/hpt/1/saved_model.pb"][1]
     assert done.status["model"]["savedModelGeneration"] == str(generation)
     assert done.status["model"]["resolvedVersion"] == 1
+    # Declared in the CRD (or the API server would prune it) with the types written, and owned by tfms.
+    declared = STATUS_SCHEMA["properties"]["model"]["properties"]
+    types = {"integer": int, "string": str, "array": list}
+    assert all(isinstance(v, types[declared[k]["type"]]) for k, v in done.status["model"].items())
+    assert status_patch(done.status, {}).get("model", "kept") is None
 
 
 async def test_the_model_is_read_once_per_generation(backend: CloudRun, emulator: Emulator,
@@ -183,8 +202,13 @@ async def test_unavailable_storage_is_retried_and_writes_nothing(
 
 
 async def test_a_missing_bucket_is_refused(backend: CloudRun, emulator: Emulator, fake_gcs: FakeGcs) -> None:
-    outcome = await _pass(backend, _body(basePath="gs://no-such-bucket/models/m"), ModelCheck())
+    body = _body(basePath="gs://no-such-bucket/models/m")
+    outcome = await _pass(backend, body, ModelCheck())
     assert outcome.permanent and "The specified bucket does not exist" in outcome.permanent
+    assert "fix spec.model.basePath" in outcome.permanent
+    reads = len(fake_gcs.calls)
+    again = await _pass(backend, body, ModelCheck(), now="t1")  # refused again from status: nothing to write
+    assert again.permanent and again.status == outcome.status and len(fake_gcs.calls) == reads
     assert len(emulator.control.calls) == 0
 
 
@@ -202,9 +226,14 @@ async def test_missing_credentials_deploy_with_the_model_not_checked(
     for name in ("TFMS_STORAGE_ENDPOINT", "STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path))  # no gcloud application-default credentials
-    looked_up = []
+    looked_up: list[str | None] = []
     real = storage.make_client
-    monkeypatch.setattr(storage, "make_client", lambda *a, **k: looked_up.append(1) or real(*a, **k))
+
+    def counting(endpoint: str | None = None) -> Any:
+        looked_up.append(endpoint)
+        return real(endpoint)
+
+    monkeypatch.setattr(storage, "make_client", counting)
     check = ModelCheck()
     body = _body(basePath="gs://example-bucket/models/fraud")
     first = await _pass(backend, body, check)

@@ -54,6 +54,9 @@ def test_gate_resume_promote_and_rollback_from_the_cli(emulator: Emulator, tmp_p
     assert main(["rollout", "rollback", "-f", str(v2), *endpoint]) == 0
     row = _status(emulator, v2, capsys)
     assert row["phase"] == "RolledBack"
+    capsys.readouterr()
+    assert main(["diff", "-f", str(v2), *endpoint]) == 0  # diff knows the rollout: nothing apply would change
+    assert "fraud-scorer" in capsys.readouterr().out
     creates = [c for c in emulator.control.calls if c.method in ("CreateService", "UpdateService")]
     assert len({c.request.service.template.revision for c in creates}) == 2  # rollback made no revision
 

@@ -102,3 +102,37 @@ async def test_ttl_zero_turns_snapshots_off(backend: CloudRun, emulator: Emulato
     snapshots = ServiceSnapshots(backend, ttl=0)
     outcome = await with_snapshot(snapshots, lambda api: reconcile_object(api, body, DEFAULTS, now="t1"))
     assert outcome.ready and _calls(emulator) == {"GetService": 1}
+
+
+async def test_a_closed_client_fails_the_pass_not_the_shared_list_task(emulator: Emulator) -> None:
+    """Shutdown closes the channel while resyncs still run: each pass gets our Transient error, and
+    the shared List task itself ends cleanly (kopf re-raises any loose task's exception at exit)."""
+    from tfms.backends.errors import Transient
+
+    closed = CloudRun.connect(emulator.address)
+    await closed.close()
+    snapshots = ServiceSnapshots(closed, ttl=60)
+    reader = snapshots.reader()
+    tasks_before = asyncio.all_tasks()
+    try:
+        await reader.get_service("projects/p/locations/us-central1/services/svc")
+    except Transient as exc:
+        assert "closed" in str(exc)
+    else:
+        raise AssertionError("a closed client answered")
+    loose = [t for t in asyncio.all_tasks() - tasks_before if t.done() and not t.cancelled() and t.exception()]
+    assert loose == []
+
+
+async def test_an_unexpected_list_failure_reaches_the_pass() -> None:
+    class Broken:
+        async def list_services(self, parent: str) -> list[dict[str, Any]]:
+            raise RuntimeError(f"bug listing {parent}")
+
+    snapshots = ServiceSnapshots(Broken(), ttl=60)  # type: ignore[arg-type]
+    try:
+        await snapshots.lookup("projects/p/locations/r/services/svc")
+    except RuntimeError as exc:
+        assert str(exc) == "bug listing projects/p/locations/r"
+    else:
+        raise AssertionError("the failure was swallowed")

@@ -41,7 +41,7 @@ def policy_crd() -> dict[str, Any]:
                 "plural": names.POLICY_PLURAL,
                 "singular": names.POLICY_SINGULAR,
                 "shortNames": list(names.POLICY_SHORT_NAMES),
-                "categories": list(names.CATEGORIES),
+                "categories": [names.CATEGORY],
             },
             "versions": [{
                 "name": names.VERSION,

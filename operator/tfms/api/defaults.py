@@ -8,13 +8,15 @@ like drift.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from tfms.api import names
+from tfms.api.errors import SettingInvalid
 from tfms.api.quantities import parse_cpu
-from tfms.api.schema import MONITORING_PATH_DEFAULT
+from tfms.api.schema import MESSAGE, MONITORING_PATH_DEFAULT, RULE, SPEC_SCHEMA
 
 
 @dataclass(frozen=True)
@@ -27,16 +29,28 @@ class Defaults:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Defaults:
-        return cls(
-            project=env.get("TFMS_PROJECT", ""),
-            region=env.get("TFMS_REGION", "") or "us-central1",
-            image=env.get("TFMS_DEFAULT_IMAGE", "") or names.DEFAULT_IMAGE,
-        )
+        """The defaults from TFMS_* variables; `SettingInvalid` names a variable that breaks the rule
+        of the spec field it stands in for (spec.project, spec.region)."""
+        project = env.get("TFMS_PROJECT", "")
+        region = env.get("TFMS_REGION", "") or "us-central1"
+        for variable, field, value in (("TFMS_PROJECT", "project", project), ("TFMS_REGION", "region", region)):
+            if value:
+                _check_setting(variable, field, value)
+        return cls(project=project, region=region,
+                   image=env.get("TFMS_DEFAULT_IMAGE", "") or names.DEFAULT_IMAGE)
 
     @property
     def gpu_image(self) -> str:
         """The -gpu variant of the default image (TF Serving tags GPU builds `X.Y.Z-gpu`)."""
         return self.image if self.image.endswith("-gpu") or "@" in self.image else f"{self.image}-gpu"
+
+
+def _check_setting(variable: str, field: str, value: str) -> None:
+    """The spec schema's own pattern and message for `spec.<field>`, applied to its TFMS_* default."""
+    schema = SPEC_SCHEMA["properties"][field]
+    if not re.search(schema["pattern"], value):
+        raise SettingInvalid(f"{variable}: {schema[MESSAGE]} [{schema[RULE]}] (got {value!r}; "
+                             f"it is the default for spec.{field})")
 
 
 def _sub(parent: dict[str, Any], key: str) -> dict[str, Any]:

@@ -34,3 +34,10 @@ class SpecInvalid(Exception):
         where = f"{source}: " if source else ""
         lines = "\n".join(f"  - {e}" for e in self.errors)
         super().__init__(f"{where}{len(self.errors)} invalid field(s):\n{lines}")
+
+
+class SettingInvalid(ValueError):
+    """An operator-wide setting (a TFMS_* variable) that breaks the rule of the field it defaults.
+
+    Checked where the setting is read, so a bad default is named once, with its variable,
+    instead of passing validation and being rendered into every service."""

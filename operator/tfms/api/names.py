@@ -20,7 +20,10 @@ LIST_KIND: Final = "TFModelServiceList"
 PLURAL: Final = "tfmodelservices"
 SINGULAR: Final = "tfmodelservice"
 SHORT_NAMES: Final = ("tfms",)
-CATEGORIES: Final = ("all", "tfms")
+# Never a category equal to a short name: kubectl expands categories first, so `kubectl get tfms
+# NAME` would mean both kinds at once. `kubectl get tfms-all` lists every tfms resource.
+CATEGORY: Final = "tfms-all"
+CATEGORIES: Final = ("all", CATEGORY)
 CRD_NAME: Final = f"{PLURAL}.{GROUP}"
 
 # Cloud Run service IDs: a letter first, no trailing hyphen, fewer than 50 characters (v2).
@@ -28,6 +31,9 @@ SERVICE_ID_MAX: Final = 49
 SERVICE_ID_RE: Final = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 DNS1035_MAX: Final = 63
 DNS1035_RE: Final = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+# Kubernetes namespaces are DNS-1123 labels; tfms also writes the namespace into a Cloud Run label.
+DNS1123_LABEL_MAX: Final = 63
+DNS1123_LABEL_RE: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # TF Serving model names end up in URL paths; keep them to what every client can type.
 MODEL_NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any, Final, TypeGuard
@@ -38,6 +38,15 @@ from tfms.api.quantities import parse_cpu, parse_memory
 from tfms.api.schema import MESSAGE, RULE, SPEC_SCHEMA
 
 _DIGEST_RE: Final = re.compile(r"@sha256:[0-9a-f]{64}$")
+# The container image reference grammar (github.com/distribution/reference): [host[:port]/]path[:tag][@digest].
+_IMAGE_COMPONENT: Final = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_HOST_LABEL: Final = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+_IMAGE_HOST: Final = rf"(?:{_HOST_LABEL}(?:\.{_HOST_LABEL})*(?::[0-9]+)?/)"
+IMAGE_REFERENCE_RE: Final = re.compile(
+    rf"^{_IMAGE_HOST}?{_IMAGE_COMPONENT}(?:/{_IMAGE_COMPONENT})*(?::[\w][\w.-]{{0,127}})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$")
+# A Cloud Storage bucket name: lowercase letters, digits, '-', '_' and '.', starting and ending alphanumeric.
+_BUCKET_RE: Final = re.compile(r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$")
 # Flags whose values tfms derives from the spec; a user copy would silently win (last flag wins).
 OWNED_FLAGS: Final = (
     "--port", "--rest_api_port", "--model_name", "--model_base_path", "--model_config_file",
@@ -97,6 +106,17 @@ def _is_dict(value: Any) -> TypeGuard[dict[str, Any]]:
     return isinstance(value, dict)
 
 
+def _namespace_errors(namespace: Any) -> Iterator[FieldError]:
+    """A namespace is a DNS-1123 label (Kubernetes' rule); tfms also writes it into a Cloud Run label."""
+    if namespace is None or namespace == "":
+        return
+    if (not isinstance(namespace, str) or len(namespace) > names.DNS1123_LABEL_MAX
+            or not names.DNS1123_LABEL_RE.match(namespace)):
+        yield FieldError("metadata.namespace", "dns-1123-label",
+                         "must be a DNS-1123 label: at most 63 lowercase letters, digits or '-', "
+                         "starting and ending with a letter or digit", namespace)
+
+
 def _name_errors(name: Any) -> Iterator[FieldError]:
     if not isinstance(name, str) or not name:
         yield FieldError("metadata.name", "required", "a name is required")
@@ -111,7 +131,12 @@ def _name_errors(name: Any) -> Iterator[FieldError]:
 
 
 def image_errors(image: str, path: str = "spec.runtime.image") -> Iterator[FieldError]:
-    """An image must be pinned: an exact tag or a digest, never `latest` or no tag at all."""
+    """An image must be a valid reference (checked first, so a malformed one is not mistaken for an
+    untagged one) and pinned: an exact tag or a digest, never `latest` or no tag at all."""
+    if not IMAGE_REFERENCE_RE.match(image):
+        yield FieldError(path, "image-reference", "not a valid image reference; expected "
+                         "[REGISTRY/]REPOSITORY:TAG or REPOSITORY@sha256:DIGEST", image)
+        return
     if _DIGEST_RE.search(image):
         return
     last = image.rsplit("/", 1)[-1]
@@ -389,6 +414,9 @@ def _model_errors(spec: Mapping[str, Any]) -> Iterator[FieldError]:
     if isinstance(base, str) and base and not (base.startswith("gs://") or base.startswith("/")):
         yield FieldError("spec.model.basePath", "model-base-path",
                          "must be gs://bucket/path or an absolute path", base)
+    elif isinstance(base, str) and base.startswith("gs://") and not _BUCKET_RE.match(base[5:].split("/", 1)[0]):
+        yield FieldError("spec.model.basePath", "model-base-path",
+                         "a gs:// path needs a bucket name: gs://bucket/path", base)
     labels = model.get("versionLabels")
     if not _is_dict(labels) or not labels:
         return
@@ -458,6 +486,30 @@ def _semantic_errors(service_id: str, spec: Mapping[str, Any]) -> Iterator[Field
         yield from _traffic_errors(service_id, traffic)
 
 
+MAX_NESTING: Final = 32  # the schema is 6 levels deep; deeper input is garbage, refused without recursion
+
+
+def _nesting_error(value: Any, path: str) -> FieldError | None:
+    """The first place `value` nests deeper than MAX_NESTING, found iteratively."""
+    stack: list[tuple[Any, str, int]] = [(value, path, 0)]
+    while stack:
+        node, where, depth = stack.pop()
+        if depth > MAX_NESTING:
+            return FieldError(where, "nesting-depth", f"nested deeper than {MAX_NESTING} levels")
+        if isinstance(node, dict):
+            stack.extend((v, _path(where, [k]), depth + 1) for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((v, _path(where, [i]), depth + 1) for i, v in enumerate(node))
+    return None
+
+
+def generation_of(metadata: Any) -> int:
+    """metadata.generation as the API server sets it (a non-negative integer); 0 for anything else,
+    e.g. a hand-written file (the field is the server's, so it is not a spec error)."""
+    value = metadata.get("generation") if _is_dict(metadata) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
 def validate(obj: Mapping[str, Any], defaults: Defaults | None = None) -> list[FieldError]:
     """Every rule the object breaks, sorted by field path; empty when it is valid."""
     errors: list[FieldError] = []
@@ -470,14 +522,38 @@ def validate(obj: Mapping[str, Any], defaults: Defaults | None = None) -> list[F
     metadata = metadata if _is_dict(metadata) else {}
     service_id = metadata.get("name")
     errors.extend(_name_errors(service_id))
+    errors.extend(_namespace_errors(metadata.get("namespace")))
     spec = obj.get("spec")
     if not _is_dict(spec):
         errors.append(FieldError("spec", "required", "spec must be an object", None))
         return sorted(set(errors))
+    too_deep = _nesting_error(spec, "spec")
+    if too_deep is not None:  # before the schema walk, which recurses once per level
+        errors.append(too_deep)
+        return sorted(set(errors))
     errors.extend(_schema_errors(spec))
     defaulted = with_defaults(spec, defaults or Defaults())
     errors.extend(_semantic_errors(service_id if isinstance(service_id, str) else "", defaulted))
-    return sorted(set(errors))
+    return sorted({_redacted(e) for e in errors})
+
+
+_ENV_VALUE: Final = re.compile(r"^spec\.runtime\.env\[\d+\]\.value$")
+
+
+def _redacted(error: FieldError) -> FieldError:
+    """An env value may be a credential (a numeric password, a key too long to be allowed): an error
+    about it names the field, never the value, because errors end up in events, status and logs.
+    (The credential rules already show the variable's name instead of its value.)"""
+    credential_rule = error.rule.startswith("env-") and error.rule != "env-value-size"
+    if not _ENV_VALUE.match(error.path) or (credential_rule and isinstance(error.value, str)):
+        return error
+    message = error.message
+    if error.rule.startswith("schema-"):  # jsonschema's text quotes the instance, lists and maps included
+        message = "must be a string" if error.rule == "schema-type" else f"breaks the {error.rule[7:]} rule"
+    elif error.value is not None:
+        for shown in {repr(error.value), str(error.value)}:
+            message = message.replace(shown, "the value")
+    return FieldError(error.path, error.rule, message, None)
 
 
 def _probe(raw: Mapping[str, Any] | None) -> Probe | None:
@@ -550,6 +626,23 @@ def parse(obj: Mapping[str, Any], defaults: Defaults | None = None, source: str 
         ),
         paused=spec["paused"],
         deletion_policy=spec["deletionPolicy"],
-        generation=int(metadata.get("generation", 0) or 0),
+        generation=generation_of(metadata),
         uid=str(metadata.get("uid", "") or ""),
     )
+
+
+def duplicate_errors(services: Sequence[tuple[str, TFModelService]]) -> list[tuple[str, FieldError]]:
+    """(source, error) for every service after the first defining the same Cloud Run service
+    (project/region/name): applying both would make one silently overwrite the other."""
+    first: dict[tuple[str, str, str], str] = {}
+    out: list[tuple[str, FieldError]] = []
+    for source, svc in services:
+        key = (svc.project, svc.region, svc.name)
+        if key in first:
+            out.append((source, FieldError(
+                "metadata.name", "service-unique",
+                f"Cloud Run service {'/'.join(key)} is also defined by {first[key] or 'another manifest'}",
+                svc.name)))
+        else:
+            first[key] = source
+    return out

@@ -6,7 +6,10 @@ alone converts them to and from `run_v2` messages and maps client exceptions to 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -29,6 +32,7 @@ from tfms.backends.errors import (
     PublicMembersBlocked,
     RevisionNameConflict,
     Transient,
+    Unreachable,
 )
 from tfms.plan.iam import Binding, Policy
 
@@ -72,12 +76,18 @@ def translate(exc: Exception, what: str) -> BackendError:
         return Transient(f"{what}: {message}", code)
     if isinstance(exc, gexc.GoogleAPICallError):
         return Permanent(f"{what}: {message}", code)
+    if isinstance(exc, gexc.RetryError):  # the client's own retries ran out: report what they last saw
+        cause = exc.cause
+        last = (getattr(cause, "message", None) or str(cause)) if cause is not None else message
+        return Transient(f"{what}: {last}", code)
     if isinstance(exc, auth_exc.DefaultCredentialsError):
         return CredentialsMissing(
             "no Application Default Credentials found; run `gcloud auth application-default login`, "
             "use workload identity, or pass --endpoint / TFMS_CLOUDRUN_ENDPOINT for an emulator", code)
     if isinstance(exc, grpc.RpcError):
         return Transient(f"{what}: {exc}", code)
+    if isinstance(exc, grpc.aio.UsageError):  # the channel was closed under a call: shutting down
+        return Transient(f"{what}: the Cloud Run client is closed ({message})", code)
     raise exc
 
 
@@ -178,8 +188,15 @@ class CloudRun:
     async def create_service(self, parent: str, service_id: str, body: Doc) -> str:
         """Start the create; returns the operation name without waiting for it."""
         request = run_v2.CreateServiceRequest(parent=parent, service_id=service_id, service=to_service(body))
-        op = await _call(f"create {parent}/services/{service_id}",
-                         lambda: self._services.create_service(request=request))
+        what = f"create {parent}/services/{service_id}"
+        try:
+            op = await _call(what, lambda: self._services.create_service(request=request))
+        except Permanent as exc:
+            if exc.code != "AlreadyExists":
+                raise
+            # Created since we read it (a dead reconciler's late create, another writer): a fresh
+            # read decides what it is, ours to update or someone else's to leave alone.
+            raise Transient(str(exc), exc.code) from exc
         return str(op.operation.name)
 
     async def update_service(self, name: str, body: Doc, etag: str = "") -> str:
@@ -249,10 +266,33 @@ def _snake(key: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in key)
 
 
+REACH_TIMEOUT = 10.0
+
+
+async def ensure_reachable(channel: grpc.aio.Channel, endpoint: str, timeout: float = REACH_TIMEOUT) -> None:
+    """Connect once before any call, so a wrong --endpoint is one `Unreachable` naming it, rather
+    than every call retrying to a RetryError. A refused connection fails at once (TRANSIENT_FAILURE)."""
+    deadline = time.monotonic() + timeout
+    state = channel.get_state(try_to_connect=True)
+    while state is not grpc.ChannelConnectivity.READY:
+        remaining = deadline - time.monotonic()
+        if state is grpc.ChannelConnectivity.TRANSIENT_FAILURE or remaining <= 0:
+            raise Unreachable(f"cannot reach Cloud Run at {endpoint}: nothing answered"
+                              + ("" if remaining > 0 else f" within {timeout:g}s")
+                              + " (is the emulator running there? check --endpoint / TFMS_CLOUDRUN_ENDPOINT)",
+                              "UNAVAILABLE")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(channel.wait_for_state_change(state), remaining)
+        state = channel.get_state(try_to_connect=True)
+
+
 @asynccontextmanager
 async def connected(endpoint: str | None) -> AsyncIterator[CloudRun]:
+    """A connection for one CLI command; an emulator endpoint must answer first (`Unreachable`)."""
     backend = CloudRun.connect(endpoint)
     try:
+        if endpoint and backend._channel is not None:
+            await ensure_reachable(backend._channel, endpoint)
         yield backend
     finally:
         await backend.close()

@@ -40,6 +40,10 @@ class CredentialsMissing(Permanent):
     """No Application Default Credentials and no emulator endpoint."""
 
 
+class Unreachable(Transient):
+    """Nothing answers at the Cloud Run endpoint (connection refused, unknown host, no route)."""
+
+
 class EtagConflict(Transient):
     """The IAM policy (or service) changed since it was read: re-read and retry the whole
     read-modify-write (Cloud Run's 409 ABORTED "There were concurrent policy changes", B-017)."""

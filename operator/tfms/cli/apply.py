@@ -6,13 +6,14 @@ import asyncio
 import sys
 import time
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, TextIO
 
 from tfms.api.defaults import Defaults
 from tfms.api.errors import SpecInvalid
 from tfms.api.model import TFModelService
-from tfms.api.validation import parse
-from tfms.backends.cloudrun import connected
+from tfms.api.validation import duplicate_errors, parse
+from tfms.backends.cloudrun import CloudRun, connected
 from tfms.backends.errors import BackendError
 from tfms.backends.metrics import MetricsSource
 from tfms.cli.files import Manifest
@@ -20,8 +21,9 @@ from tfms.cli.output import ProgressView, describe, table, traffic_summary
 from tfms.plan.convergence import Convergence, Phase
 from tfms.plan.rollout import Action as RolloutAction
 from tfms.plan.rollout import Phase as RolloutPhase
-from tfms.reconcile.iam import apply_iam
+from tfms.reconcile.iam import AccessResult, apply_iam
 from tfms.reconcile.preflight import ModelCheck
+from tfms.reconcile.retry import retry_transient
 from tfms.reconcile.rollout import RolloutActionRefused, RolloutContext
 from tfms.reconcile.service import Applied, apply_service, wait_converged
 
@@ -45,12 +47,9 @@ def parse_all(manifests: list[Manifest], defaults: Defaults) -> list[TFModelServ
     if problems:
         raise SpecInvalid([e for p in problems for e in p.errors],
                           "; ".join(p.source for p in problems))
-    seen: dict[str, str] = {}
-    for svc in services:
-        key = f"{svc.project}/{svc.region}/{svc.name}"
-        if key in seen:
-            raise SystemExit(f"error: two manifests define Cloud Run service {key}")
-        seen[key] = svc.name
+    duplicates = duplicate_errors([(m.source, svc) for m, svc in zip(manifests, services, strict=True)])
+    if duplicates:
+        raise SpecInvalid([e for _, e in duplicates], "; ".join(source for source, _ in duplicates))
     return services
 
 
@@ -87,7 +86,8 @@ async def apply_all(
                 while True:
                     try:
                         applied = await apply_service(api, svc, rollout=replace(ctx, now=time.time()))
-                        access = await apply_iam(api, svc, await api.get_service(applied.rendered.name))
+                        # one flaky IAM call is not a failure
+                        access = await retry_transient(partial(_iam, api, svc, applied.rendered.name))
                     except (BackendError, RolloutActionRefused) as exc:
                         view.update(svc.name, f"Failed: {exc}")
                         return Result(svc, "error", Convergence(Phase.FAILED, type(exc).__name__, str(exc)), None)
@@ -97,14 +97,20 @@ async def apply_all(
                     for _kind, _reason, message in access.events:  # also an audit log line each
                         view.update(svc.name, message)
                     if not wait:
-                        return Result(svc, action_done, Convergence(Phase.PENDING, "NotWaited"), applied.live)
+                        return Result(svc, action_done,
+                                      Convergence(Phase.PENDING, "NotWaited", _describe_pass(applied)), applied.live)
                     try:
+                        # Look again from the top now and then: a write whose long-running operation failed
+                        # changed nothing and would never converge; planning again writes it again.
                         state, live = await wait_converged(
-                            api, applied.rendered, timeout=max(1.0, deadline - time.monotonic()), interval=interval,
+                            api, applied.rendered, interval=interval,
+                            timeout=max(1.0, min(_replan_seconds(interval), deadline - time.monotonic())),
                             progress=lambda st, _live: view.update(svc.name, describe(st)),
                         )
                     except BackendError as exc:
                         return Result(svc, action_done, Convergence(Phase.FAILED, type(exc).__name__, str(exc)), None)
+                    if state.reason == "Timeout" and time.monotonic() < deadline - 1.0:
+                        continue
                     if not applied.rolling or state.phase is not Phase.READY:
                         return Result(svc, action_done, _rollout_outcome(applied, state), live)
                     if time.monotonic() >= deadline:
@@ -120,6 +126,15 @@ async def apply_all(
                     await asyncio.sleep(min(interval * 5, applied.rollout.wait or interval))
 
         return list(await asyncio.gather(*(one(s) for s in services)))
+
+
+def _replan_seconds(interval: float) -> float:
+    """How long to wait for a write to show before planning again (one Get, and a write only if lost)."""
+    return max(2.0, 30 * interval)
+
+
+async def _iam(api: CloudRun, svc: TFModelService, name: str) -> AccessResult:
+    return await apply_iam(api, svc, await api.get_service(name))
 
 
 def _describe_pass(applied: Applied) -> str:

@@ -20,6 +20,81 @@ class ManifestError(Exception):
     """A file that cannot be read or parsed; names the file."""
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping: YAML's last-wins would silently
+    drop the first value (e.g. two `region:` lines), and the spec would not be what was read."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` may be overridden on purpose
+                continue
+            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: SafeLoader reports it itself
+                continue
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {first.line + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+MAX_YAML_NODES = 100_000  # nodes in one document with every alias expanded (a billion-laughs bomb has 10^9)
+
+
+class ManifestLoader(UniqueKeyLoader):
+    """Also refuses alias bombs and recursive aliases before anything is built: the document's size is
+    counted with each alias expanded (linear in the file, memoised per node), so a small file that
+    would expand into billions of values is an error in milliseconds, not a minute of validation."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _check_expansion(node)
+        return super().construct_document(node)  # type: ignore[no-untyped-call]
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        if done:
+            on_path.discard(id(node))
+            sizes[id(node)] = 1 + sum(sizes[id(c)] for c in children)
+            if sizes[id(node)] > MAX_YAML_NODES:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the document expands to more than {MAX_YAML_NODES} values "
+                    "(aliases counted each time they are used): refused as a YAML alias bomb", node.start_mark)
+            continue
+        if id(node) in sizes:
+            continue
+        on_path.add(id(node))
+        stack.append((node, True))
+        for child in children:
+            if id(child) in on_path:
+                raise yaml.constructor.ConstructorError(
+                    None, None, "an alias refers to a node that contains it (a recursive document)",
+                    child.start_mark)
+            if id(child) not in sizes:
+                stack.append((child, False))
+
+
+def yaml_error(path: Path, exc: yaml.YAMLError) -> str:
+    """One line naming the file, line and column; PyYAML's own text says `<unicode string>`."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        what = "; ".join(str(p) for p in (exc.context, exc.problem) if p)
+        return f"{path}, line {mark.line + 1}, column {mark.column + 1}: {what}"
+    return f"{path}: {' '.join(str(exc).split())}"
+
+
 @dataclass(frozen=True)
 class Manifest:
     source: str  # "path#index" for messages
@@ -55,8 +130,14 @@ def load(targets: list[str], kind: str = names.KIND) -> list[Manifest]:
             try:
                 if path.stat().st_size > MAX_FILE_BYTES:
                     raise ManifestError(f"{path}: larger than {MAX_FILE_BYTES} bytes")
-                docs = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
-            except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+                docs = list(yaml.load_all(path.read_text(encoding="utf-8"), Loader=ManifestLoader))
+            except yaml.YAMLError as exc:
+                raise ManifestError(yaml_error(path, exc)) from exc
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ManifestError(f"{path}: {exc}") from exc
+            except RecursionError:
+                raise ManifestError(f"{path}: nested too deeply to be a manifest") from None
+            except ValueError as exc:  # a scalar PyYAML cannot build: a 5000-digit int, a 13th month
                 raise ManifestError(f"{path}: {exc}") from exc
             for index, doc in enumerate(docs):
                 if doc is None:

@@ -12,6 +12,7 @@ from tfms.api.model import TFModelService
 from tfms.backends.cloudrun import CloudRun, connected
 from tfms.backends.errors import BackendError
 from tfms.plan.service import Action, Plan, plan_service
+from tfms.reconcile.service import desired_service
 from tfms.render.cloudrun import render_service
 
 VALUE_WIDTH = 160
@@ -48,6 +49,7 @@ async def _inspect(api: CloudRun, svc: TFModelService, server_check: bool) -> In
     try:
         live = await api.get_service(rendered.name)
         result.live_revision = str(((live or {}).get("template") or {}).get("revision", ""))
+        rendered, _ = await desired_service(svc, rendered, live)
         result.plan = plan_service(rendered, live)
         if not server_check or result.plan.action in (Action.NONE, Action.NOT_OWNED):
             return result

@@ -144,7 +144,9 @@ def cmd_inspect_model(args: argparse.Namespace) -> int:
     if not base.startswith("gs://"):
         base = str(Path(base).resolve())
         if not os.path.isdir(base):
-            print(f"error: {args.path}: no such directory", file=sys.stderr)
+            why = "is not a directory (a model is a directory of version subdirectories)" \
+                if os.path.exists(base) else "no such directory"
+            print(f"error: {args.path}: {why}", file=sys.stderr)
             return EXIT_USAGE
     expect = Expectation(version=args.version, labels=dict(args.label), signature_name=args.signature,
                          tags=tuple(t for t in args.tags.split(",") if t), warmup=not args.no_warmup)
@@ -197,7 +199,7 @@ def check_models(manifests: Sequence[Manifest], defaults: Defaults) -> int:
             continue  # already reported by validation
         result = preflight(svc)
         state = "model ok" if result.ok and not result.skipped else (
-            "model not checked" if result.skipped else "model would not serve")
+            "model would not serve" if result.would_not_serve else "model not checked")
         print(f"{m.source}: {state} ({svc.model.base_path})")
         for line in result.lines():
             if not line.startswith("info"):

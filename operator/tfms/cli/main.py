@@ -15,22 +15,19 @@ import yaml
 from tfms import logs
 from tfms.api import names
 from tfms.api.defaults import Defaults
-from tfms.api.errors import SpecInvalid
+from tfms.api.errors import SettingInvalid, SpecInvalid
 from tfms.api.validation import validate
+from tfms.backends.errors import BackendError
+from tfms.cli.env import UsageError, env_log_level, env_port, env_seconds, log_level, port, positive_seconds
 from tfms.cli.files import ManifestError, load
 
 if TYPE_CHECKING:
+    from tfms.api.errors import FieldError
+    from tfms.api.model import TFModelService
     from tfms.reconcile.preflight import ModelCheck
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name, "")
-    try:
-        return float(raw) if raw else default
-    except ValueError:
-        raise SystemExit(f"error: {name} must be a number, got {raw!r}") from None
+DEFAULT_EMULATOR_PORT = 8089
 
 
 def _policies(files: Sequence[str]) -> list[dict[str, object]]:
@@ -48,17 +45,26 @@ def _policies(files: Sequence[str]) -> list[dict[str, object]]:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """Every error of every manifest, including what `apply` refuses across them (one service twice)."""
     from tfms.api.guardrails import check_all
-    from tfms.api.validation import parse
+    from tfms.api.validation import duplicate_errors, parse
 
     defaults = Defaults.from_env(os.environ)
     policies = _policies(args.policy or [])
     manifests = load(args.files)
+    found: dict[str, list[FieldError]] = {}
+    parsed: list[tuple[str, TFModelService]] = []
+    for m in manifests:
+        found[m.source] = validate(m.obj, defaults)
+        if not found[m.source]:
+            parsed.append((m.source, parse(m.obj, defaults, m.source)))
+            if policies:
+                found[m.source] = check_all(policies, parsed[-1][1])
+    for source, error in duplicate_errors(parsed):
+        found[source].append(error)
     bad = 0
     for m in manifests:
-        errors = validate(m.obj, defaults)
-        if not errors and policies:
-            errors = check_all(policies, parse(m.obj, defaults, m.source))
+        errors = found[m.source]
         if errors:
             bad += 1
             print(f"{m.source}: {len(errors)} error(s)")
@@ -101,8 +107,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from tfms.backends.metrics import metrics_source
 
     results = asyncio.run(apply_all(
-        services, endpoint, wait=not args.no_wait, timeout=args.timeout,
-        interval=_env_float("TFMS_POLL_INTERVAL", 1.0), metrics=metrics_source(args.metrics, endpoint),
+        services, endpoint, wait=not args.no_wait, timeout=_timeout(args),
+        interval=env_seconds(os.environ, "TFMS_POLL_INTERVAL", 1.0), metrics=metrics_source(args.metrics, endpoint),
         model_check=_model_check(args.check_model),
     ))
     print(results_table(results))
@@ -111,17 +117,29 @@ def cmd_apply(args: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_INVALID
 
 
-def _model_check(flag: bool | None) -> ModelCheck | None:
+def _timeout(args: argparse.Namespace) -> float:
+    """--timeout, else TFMS_APPLY_TIMEOUT (read here, not at parser build time, to name it if bad)."""
+    return float(args.timeout) if args.timeout is not None else env_seconds(os.environ, "TFMS_APPLY_TIMEOUT", 600.0)
+
+
+def _port(args: argparse.Namespace) -> int:
+    """--port, else TFMS_EMULATOR_PORT."""
+    if args.port is not None:
+        return int(args.port)
+    return env_port(os.environ, "TFMS_EMULATOR_PORT", DEFAULT_EMULATOR_PORT)
+
+
+def _model_check(flag: bool | None, *, local: bool = False) -> ModelCheck | None:
     """--check-model / --no-check-model, else TFMS_MODEL_CHECK (enforce | warn | off; default enforce)."""
     from tfms.reconcile.preflight import MODEL_CHECK_ENV, ModelCheck, model_check_mode
 
     try:
         mode = model_check_mode(os.environ.get(MODEL_CHECK_ENV))
     except ValueError as exc:
-        raise SystemExit(f"error: {exc}") from None
+        raise UsageError(str(exc)) from None
     if flag is not None:
         mode = "off" if not flag else "enforce" if mode == "off" else mode
-    return ModelCheck.for_mode(mode)
+    return ModelCheck.for_mode(mode, local=local)
 
 
 def _inspect(args: argparse.Namespace, server_check: bool) -> list:  # type: ignore[type-arg]
@@ -164,14 +182,15 @@ def cmd_emulator(args: argparse.Namespace) -> int:
 
         executor = LocalExecutor()
     config = EmulatorConfig(ready_delay=args.ready_delay, state_file=args.state)
-    serve_forever(args.host, args.port, config, executor, rest_port=args.rest_port)
+    serve_forever(args.host, _port(args), config, executor, rest_port=args.rest_port)
     return EXIT_OK
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     from tfms.cli.up import up
 
-    return up(args.files, host=args.host, port=args.port, timeout=args.timeout)
+    return up(args.files, host=args.host, port=_port(args), timeout=_timeout(args),
+              model_check=_model_check(None, local=True))
 
 
 def cmd_operator(args: argparse.Namespace) -> int:
@@ -191,7 +210,8 @@ def cmd_crd(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tfms", description="Serve TensorFlow models on Google Cloud Run.")
-    parser.add_argument("--log-level", default=os.environ.get("TFMS_LOG_LEVEL", "WARNING"))
+    parser.add_argument("--log-level", type=log_level, default=None,
+                        help="DEBUG, INFO, WARNING, ERROR or CRITICAL (default $TFMS_LOG_LEVEL or WARNING)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("validate", help="check TFModelService manifests; print every error")
@@ -216,8 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--filename", dest="files", action="append", required=True, metavar="FILE|DIR")
     p.add_argument("--endpoint", help="a Cloud Run emulator host:port (else TFMS_CLOUDRUN_ENDPOINT, "
                    "else Google Cloud with Application Default Credentials)")
-    p.add_argument("--timeout", type=float, default=_env_float("TFMS_APPLY_TIMEOUT", 600.0),
-                   help="seconds to wait for each service to be ready")
+    p.add_argument("--timeout", type=positive_seconds, default=None,
+                   help="seconds to wait for each service to be ready (default $TFMS_APPLY_TIMEOUT or 600)")
     p.add_argument("--no-wait", action="store_true", help="write and return without waiting")
     p.add_argument("--metrics", default=os.environ.get("TFMS_METRICS_URL") or None,
                    help="per-revision metrics for canary analysis: a tfms emulator's /_emulator/metrics URL "
@@ -246,7 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("emulator", help="run the local Cloud Run Admin API v2 emulator")
     p.add_argument("--host", default=os.environ.get("TFMS_EMULATOR_HOST", "127.0.0.1"))
-    p.add_argument("--port", type=int, default=int(os.environ.get("TFMS_EMULATOR_PORT", "8089")))
+    p.add_argument("--port", type=port, default=None,
+                   help=f"gRPC port, 0 for any (default $TFMS_EMULATOR_PORT or {DEFAULT_EMULATOR_PORT})")
     p.add_argument("--local", action="store_true", help="run every ready revision as a local model server")
     p.add_argument("--ready-delay", type=float, default=0.0,
                    help="seconds a simulated revision takes to become ready")
@@ -258,9 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("up", help="serve manifests locally: emulator + model servers + router")
     p.add_argument("files", nargs="+", metavar="FILE|DIR")
     p.add_argument("--host", default=os.environ.get("TFMS_EMULATOR_HOST", "127.0.0.1"))
-    p.add_argument("--port", type=int, default=int(os.environ.get("TFMS_EMULATOR_PORT", "8089")),
-                   help="emulator port, for `tfms apply --endpoint` while up runs (0 picks one)")
-    p.add_argument("--timeout", type=float, default=_env_float("TFMS_APPLY_TIMEOUT", 600.0))
+    p.add_argument("--port", type=port, default=None,
+                   help="emulator port, for `tfms apply --endpoint` while up runs (0 picks one; "
+                        f"default $TFMS_EMULATOR_PORT or {DEFAULT_EMULATOR_PORT})")
+    p.add_argument("--timeout", type=positive_seconds, default=None,
+                   help="seconds to wait for each service to be ready (default $TFMS_APPLY_TIMEOUT or 600)")
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("operator", help="run the Kubernetes operator (kopf); settings from TFMS_* variables",
@@ -286,15 +309,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand. Our own errors end as one `error: ...` line and an exit code, never a
+    traceback: a bad spec exits 1; a bad file, flag, variable, endpoint or port exits 2."""
     args = build_parser().parse_args(argv)
-    logs.setup(args.log_level)
     try:
+        logs.setup(args.log_level or env_log_level(os.environ))
         return int(args.func(args))
     except SpecInvalid as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    except ManifestError as exc:
+    except (ManifestError, UsageError, SettingInvalid, BackendError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # the environment: a busy port, an unreadable file
+        print(f"error: {exc.strerror if exc.strerror and exc.filename is None else exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

@@ -18,7 +18,8 @@ from typing import Any
 from tfms.api.defaults import Defaults
 from tfms.api.model import TFModelService
 from tfms.backends.cloudrun import connected
-from tfms.cli.apply import apply_all, parse_all, results_table
+from tfms.cli.apply import Result, apply_all, parse_all, results_table
+from tfms.cli.env import UsageError, env_seconds, positive_seconds
 from tfms.cli.files import load
 from tfms.plan.convergence import Phase
 from tfms.plan.rollout import Action, state_of
@@ -32,7 +33,7 @@ def _select(args: argparse.Namespace) -> list[TFModelService]:
     if args.name:
         services = [s for s in services if s.name == args.name]
         if not services:
-            raise SystemExit(f"error: no TFModelService named {args.name} in {', '.join(args.files)}")
+            raise UsageError(f"no TFModelService named {args.name} in {', '.join(args.files)}")
     canary = [s for s in services if s.rollout.strategy == "canary"]
     if not canary:
         raise SystemExit("error: none of these services uses rollout.strategy: canary")
@@ -69,9 +70,9 @@ async def _status(services: list[TFModelService], endpoint: str | None, watch: b
 
 
 def cmd_rollout(args: argparse.Namespace) -> int:
+    interval = env_seconds(os.environ, "TFMS_POLL_INTERVAL", 1.0)
     services = _select(args)
     endpoint = args.endpoint or os.environ.get("TFMS_CLOUDRUN_ENDPOINT") or None
-    interval = float(os.environ.get("TFMS_POLL_INTERVAL", "") or 1.0)
     if args.action == "status":
         if args.output == "json":
             async def rows() -> list[dict[str, Any]]:
@@ -86,11 +87,27 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     results = asyncio.run(apply_all(services, endpoint, wait=not args.no_wait, timeout=args.timeout,
                                     interval=interval, action=Action(args.action),
                                     metrics=metrics_source(args.metrics, endpoint)))
-    print(results_table(results))
-    print(f"({time.monotonic() - started:.1f}s)", file=sys.stderr)
+    if args.no_wait:
+        print("\n".join(no_wait_lines(results, args.action)))
+    else:
+        print(results_table(results))
+        print(f"({time.monotonic() - started:.1f}s)", file=sys.stderr)
     failed = [r for r in results if r.action == "error" or (
         r.state.phase is Phase.FAILED and not r.state.reason.startswith("Rollout"))]
     return 1 if failed else 0
+
+
+def no_wait_lines(results: list[Result], action: str) -> list[str]:
+    """What --no-wait wrote and that it did not wait: the traffic table would show Cloud Run as it
+    was before the write, which reads as if the action had done nothing."""
+    lines = []
+    for r in results:
+        if r.action == "error":
+            lines.append(f"{r.svc.name}: {action} not written: {r.state.reason}: {r.state.message}")
+        else:
+            lines.append(f"{r.svc.name}: {action} written ({r.state.message}); not waiting for it "
+                         f"(follow it with: tfms rollout status --watch {r.svc.name} -f FILE)")
+    return lines
 
 
 def add_parser(sub: Any) -> None:
@@ -105,6 +122,6 @@ def add_parser(sub: Any) -> None:
                         "(default TFMS_METRICS_URL, else Cloud Monitoring)")
     p.add_argument("--watch", action="store_true", help="status: refresh until the rollout ends")
     p.add_argument("--no-wait", action="store_true", help="apply the action and return")
-    p.add_argument("--timeout", type=float, default=3600.0)
+    p.add_argument("--timeout", type=positive_seconds, default=3600.0, help="seconds to wait for the rollout")
     p.add_argument("-o", "--output", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_rollout)

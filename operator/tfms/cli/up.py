@@ -16,6 +16,7 @@ from tfms.api.defaults import Defaults
 from tfms.cli.apply import apply_all, parse_all, results_table
 from tfms.cli.files import load
 from tfms.plan.convergence import Phase
+from tfms.reconcile.preflight import ModelCheck
 
 LOCAL_PROJECT = "tfms-local"
 
@@ -33,7 +34,7 @@ def _urls(results: list) -> list[str]:  # type: ignore[type-arg]
     return lines
 
 
-def up(files: list[str], *, host: str, port: int, timeout: float) -> int:
+def up(files: list[str], *, host: str, port: int, timeout: float, model_check: ModelCheck | None = None) -> int:
     from tfms.emulator import Emulator, EmulatorConfig
     from tfms.emulator.local import LocalExecutor
 
@@ -56,7 +57,8 @@ def up(files: list[str], *, host: str, port: int, timeout: float) -> int:
         print(f"Canary analysis reads the router's figures: tfms apply --endpoint {address} "
               f"--metrics {emulator.rest_url} -f FILE", flush=True)
         print(f"Emulator REST and control interface: {emulator.rest_url}  (see tfms emulator --help)", flush=True)
-        results = asyncio.run(apply_all(services, address, timeout=timeout, interval=0.2))
+        # The model is read before its revision starts: a mistake is named here, not in a container log.
+        results = asyncio.run(apply_all(services, address, timeout=timeout, interval=0.2, model_check=model_check))
         print(results_table(results), flush=True)
         if not all(r.state.phase is Phase.READY for r in results):
             print("tfms up: not every service became ready; stopping.", flush=True)

@@ -77,12 +77,13 @@ def rest_port(value: str) -> int | None:
     """`--rest-port`: a port, 0 for any free one, or `off`."""
     if value.lower() in ("off", "none", "-1"):
         return None
+    rule = f"must be a port number 0-65535 or 'off' (--rest-port or $TFMS_EMULATOR_REST_PORT), got {value!r}"
     try:
         port = int(value)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not a port: {value!r}") from exc
+        raise argparse.ArgumentTypeError(rule) from exc
     if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"not a port: {value!r}")
+        raise argparse.ArgumentTypeError(rule)
     return port
 
 
@@ -94,7 +95,9 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rest-port",
         type=rest_port,
-        default=rest_port(os.environ.get("TFMS_EMULATOR_REST_PORT", str(DEFAULT_REST_PORT))),
+        # A string default is converted by `type` only when `tfms emulator` runs: a bad variable is a
+        # usage error there, not a traceback while building every subcommand's parser.
+        default=os.environ.get("TFMS_EMULATOR_REST_PORT") or str(DEFAULT_REST_PORT),
         metavar="PORT",
         help=f"REST transport and control interface port, 0 for any, 'off' for none "
         f"(default $TFMS_EMULATOR_REST_PORT or {DEFAULT_REST_PORT})",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable
@@ -21,6 +23,33 @@ from .rest_server import RestServer
 from .rpcs import Dispatcher
 from .simulated import SimulatedExecutor
 from .state import StateView
+
+
+class PortUnavailable(OSError):
+    """The emulator cannot listen where it was asked to; the message names the address and why."""
+
+
+def _bind_problem(host: str, port: int) -> str:
+    """Why `host:port` cannot be bound ("" if it can), found with a plain socket set up as gRPC sets
+    its own (SO_REUSEADDR, so a port in TIME_WAIT is fine): gRPC says only that it failed, and
+    logs a line of its own."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return f"port {port} is already in use"
+        return exc.strerror or str(exc)
+    return ""
+
+
+def _unavailable(what: str, host: str, port: int, cause: OSError | None = None) -> PortUnavailable:
+    reason = (f"port {port} is already in use" if cause is not None and cause.errno == errno.EADDRINUSE
+              else _bind_problem(host, port) or "the address was refused")
+    return PortUnavailable(cause.errno if cause is not None and cause.errno else errno.EADDRINUSE,
+                           f"cannot listen on {host}:{port} ({what}): {reason}")
 
 
 class Emulator:
@@ -93,11 +122,21 @@ class Emulator:
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self.config.max_workers, thread_name_prefix="tfms-emulator"),
             handlers=generic_handlers(self._dispatcher),
+            # gRPC sets SO_REUSEPORT by default: a second emulator on a busy port would bind and
+            # silently share it (the kernel splitting connections between two states).
+            options=[("grpc.so_reuseport", 0)],
         )
         bind_host = f"[{host}]" if ":" in host else host
-        bound = server.add_insecure_port(f"{bind_host}:{port}")
+        if port and _bind_problem(host, port):  # the usual case, named before gRPC logs its own line
+            server.stop(None)
+            raise _unavailable("gRPC", host, port)
+        try:
+            bound = server.add_insecure_port(f"{bind_host}:{port}")
+        except RuntimeError:  # "Failed to bind to address": the reason is not given
+            bound = 0
         if not bound:
-            raise OSError(f"cannot listen on {bind_host}:{port}")
+            server.stop(None)
+            raise _unavailable("gRPC", host, port)
         if rest_port is not None:
             # An executor that routes real requests offers their figures (LocalExecutor.metrics).
             metrics = getattr(self.executor, "metrics", None)
@@ -107,6 +146,10 @@ class Emulator:
             )
             try:
                 _, rest_bound = rest.start(host, rest_port)
+            except OSError as exc:
+                rest.stop()
+                server.stop(None)
+                raise _unavailable("REST", host, rest_port, exc) from None
             except BaseException:
                 rest.stop()
                 server.stop(None)

@@ -16,10 +16,11 @@ webhook misconfiguration lets through ever reaches Cloud Run.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import aiohttp.web
 import kopf
 
 from tfms.api import names
@@ -53,7 +54,8 @@ def admission_errors(body: Mapping[str, Any], old: Mapping[str, Any] | None, pol
     the spec unchanged (finalizers, annotations, deletion) is never refused."""
     if old is not None and old.get("spec") == body.get("spec"):
         return []
-    if (body.get("metadata") or {}).get("deletionTimestamp"):
+    metadata = body.get("metadata")
+    if isinstance(metadata, Mapping) and metadata.get("deletionTimestamp"):
         return []
     errors = validate(body, defaults)
     if errors or not policies:
@@ -71,12 +73,46 @@ def configure_admission(settings: kopf.OperatorSettings, env: Mapping[str, str] 
     if not port:
         return
     cert, key = env.get("TFMS_WEBHOOK_CERT"), env.get("TFMS_WEBHOOK_KEY")
-    settings.admission.server = kopf.WebhookServer(
+    settings.admission.server = ReviewCheckingWebhookServer(
         addr=env.get("TFMS_WEBHOOK_ADDR", "0.0.0.0"), port=int(port), host=env.get("TFMS_WEBHOOK_HOST") or None,
         certfile=Path(cert) if cert else None, pkeyfile=Path(key) if key else None,
         cadump=env.get("TFMS_WEBHOOK_CADUMP") or None)
     if env.get("TFMS_WEBHOOK_MANAGED", "") in ("1", "true"):
         settings.admission.managed = names.WEBHOOK_CONFIGURATION
+
+
+def review_problem(review: Any) -> str:
+    """Why `review` is no admission.k8s.io AdmissionReview request kopf can answer ("" if it is one)."""
+    if not isinstance(review, Mapping):
+        return "not an AdmissionReview: expected a JSON object"
+    request = review.get("request")
+    if not isinstance(request, Mapping):
+        return "not an AdmissionReview: .request is missing"
+    if not isinstance(request.get("uid"), str) or not request["uid"]:
+        return "not an AdmissionReview: .request.uid is missing"
+    if not isinstance(request.get("operation"), str):
+        return "not an AdmissionReview: .request.operation is missing"
+    resource = request.get("resource")
+    if not isinstance(resource, Mapping) or not all(isinstance(resource.get(k), str)
+                                                    for k in ("group", "version", "resource")):
+        return "not an AdmissionReview: .request.resource needs group, version and resource"
+    return ""
+
+
+class ReviewCheckingWebhookServer(kopf.WebhookServer):
+    """kopf's HTTPS webhook server, answering a body that is no AdmissionReview request with 400
+    Bad Request and the reason. kopf itself reads `request.resource` unchecked, so `{}` would get a
+    bare 500 and a traceback in the log."""
+
+    async def __call__(self, fn: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookClientConfig]:
+        async def checked(request: Any, **kwargs: Any) -> Any:
+            problem = review_problem(request)
+            if problem:
+                raise aiohttp.web.HTTPBadRequest(reason=problem)
+            return await fn(request, **kwargs)
+
+        async for client_config in super().__call__(checked):
+            yield client_config
 
 
 def validate_tfmodelservice(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:

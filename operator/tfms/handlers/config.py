@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -37,6 +38,9 @@ class OperatorConfig:
     retry_max: float = 300.0
     metrics_url: str | None = None  # a tfms emulator's /_emulator/metrics; None: Cloud Monitoring
     snapshot_ttl: float = 5.0  # resyncs share one ListServices per project+region this long; 0: off
+    # TFMS_MAX_CONCURRENT_PASSES: passes (and deletions) in flight at once; the rest queue, so
+    # a thousand objects applied together do not overload Cloud Run into UNAVAILABLE / 429.
+    max_concurrent_passes: int = 32
     model_check: str = "enforce"  # TFMS_MODEL_CHECK: enforce | warn | off (tfms.reconcile.preflight.ModelCheck)
     defaults: Defaults = field(default_factory=Defaults)
 
@@ -51,10 +55,16 @@ class OperatorConfig:
             retry_max=_float(env, "TFMS_RETRY_MAX_SECONDS", 300.0),
             metrics_url=env.get("TFMS_METRICS_URL") or None,
             snapshot_ttl=_float(env, "TFMS_SNAPSHOT_TTL_SECONDS", 5.0, allow_zero=True),
+            max_concurrent_passes=int(_float(env, "TFMS_MAX_CONCURRENT_PASSES", 32.0)),
             model_check=_mode(env),
             defaults=Defaults.from_env(env),
         )
 
-    def retry_delay(self, attempt: int) -> float:
-        """Exponential, capped: a permanent outage costs a bounded number of calls per hour."""
-        return float(min(self.retry_max, self.retry_initial * 2 ** max(0, attempt)))
+    def retry_delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Exponential, capped, with equal jitter: a uniform draw from the upper half of the step.
+
+        The jitter spreads the retries of many objects that failed together (one Cloud Run outage)
+        instead of having them all return at the same instant; the floor at half the step keeps the
+        bound a permanent outage costs: at most about 2 / retry_max tries per second per object."""
+        cap = float(min(self.retry_max, self.retry_initial * 2 ** min(max(0, attempt), 64)))
+        return cap / 2 + (rng or random).uniform(0, cap / 2)

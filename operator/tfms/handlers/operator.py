@@ -10,6 +10,7 @@ Spec is never written.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 from collections.abc import Mapping
@@ -61,6 +62,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo["snapshots"] = ServiceSnapshots(memo["cloudrun"], ttl=config.snapshot_ttl)
     memo["metrics"] = metrics_source(config.metrics_url, config.endpoint)
     memo["model_check"] = ModelCheck.for_mode(config.model_check)  # None when TFMS_MODEL_CHECK=off
+    # Bounds the Cloud Run calls in flight: a burst of objects queues here instead of at Cloud Run.
+    memo["passes"] = asyncio.Semaphore(max(1, config.max_concurrent_passes))
 
 
 @kopf.on.cleanup()
@@ -124,20 +127,25 @@ def _resync_interval() -> float:
 
 
 @kopf.timer(*RESOURCE, interval=_resync_interval(), initial_delay=_resync_interval())
-async def resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+async def resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int = 0, **_: Any) -> None:
     """Drift and readiness between spec changes; a converged object yields no write at all,
     and its read comes from the (project, region)'s shared ListServices snapshot."""
     outcome = await _pass(memo, body, snapshot=True, policies=policies_from(_))
     _publish(body, patch, outcome)
     if outcome.transient:
         log.warning("resync of %s/%s: %s", body.metadata.namespace, body.metadata.name, outcome.transient)
+        # Look again with the backoff, never later than the next resync: a transient Ready=False
+        # (CloudRunUnavailable) must not stay for a whole resync interval once Cloud Run is back.
+        config: OperatorConfig = memo["config"]
+        raise kopf.TemporaryError(outcome.transient, delay=min(config.retry_delay(retry), config.resync_seconds))
 
 
 @kopf.on.delete(*RESOURCE)
 async def delete(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
     config: OperatorConfig = memo["config"]
     try:
-        message = await finalize_object(memo["snapshots"].reader(fresh=True), _plain(body), config.defaults)
+        async with memo["passes"]:
+            message = await finalize_object(memo["snapshots"].reader(fresh=True), _plain(body), config.defaults)
     except BackendError as exc:
         kopf.warn(body, reason="DeleteFailed", message=str(exc)[:1024])
         raise kopf.TemporaryError(str(exc), delay=config.retry_delay(retry)) from exc
@@ -157,9 +165,10 @@ async def _pass(memo: kopf.Memo, body: kopf.Body, *, snapshot: bool,
                                       iam=memo["cloudrun"], policies=policies or [],
                                       model_check=memo.get("model_check"))
 
-    if snapshot:
-        return await with_snapshot(snapshots, run)
-    return await run(snapshots.reader(fresh=True))
+    async with memo["passes"]:
+        if snapshot:
+            return await with_snapshot(snapshots, run)
+        return await run(snapshots.reader(fresh=True))
 
 
 def _plain(body: Mapping[str, Any]) -> dict[str, Any]:

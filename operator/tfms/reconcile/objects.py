@@ -17,7 +17,7 @@ from tfms.api.defaults import Defaults, with_defaults
 from tfms.api.errors import SpecInvalid
 from tfms.api.guardrails import enforce_policies
 from tfms.api.model import TFModelService
-from tfms.api.validation import parse
+from tfms.api.validation import generation_of, parse
 from tfms.backends.errors import BackendError, NotFound, NotOwned, Permanent, RevisionNameConflict, Transient
 from tfms.plan.convergence import Phase, convergence
 from tfms.plan.rollout import Phase as RolloutPhase
@@ -88,9 +88,10 @@ async def reconcile_object(api: CloudRunAPI, body: Mapping[str, Any], defaults: 
     `iam` is the IAM-capable backend when `api` is not (e.g. a snapshot reader); `policies` are
     the cluster's TFModelServicePolicy objects, enforced like the schema; `model_check` reads the
     model before any Cloud Run write, once per generation (tfms.reconcile.preflight)."""
-    metadata = body.get("metadata") or {}
-    generation = int(metadata.get("generation", 0) or 0)
-    previous = body.get("status") or {}
+    raw_metadata, raw_status = body.get("metadata"), body.get("status")
+    metadata: Mapping[str, Any] = raw_metadata if isinstance(raw_metadata, Mapping) else {}
+    generation = generation_of(metadata)
+    previous: Mapping[str, Any] = raw_status if isinstance(raw_status, Mapping) else {}
     try:
         svc = parse(body, defaults, f"{metadata.get('namespace')}/{metadata.get('name')}")
         enforce_policies(policies, body, defaults)
@@ -142,8 +143,10 @@ async def _deploy(api: CloudRunAPI, svc: TFModelService, rendered: RenderedServi
         return Outcome(build_status(obs, previous, now=now), transient=str(exc))
 
     decision = applied.rollout
-    drift = (generation == previous.get("observedGeneration") and applied.plan.action is Action.UPDATE
-             and not (decision and decision.events))
+    # Drift is Cloud Run moving away from a spec it had converged to; an update that finishes a spec
+    # change after a failed pass (same observedGeneration, never Ready at it) is not drift.
+    drift = (generation == previous.get("observedGeneration") and _ready(previous) == TRUE
+             and applied.plan.action is Action.UPDATE and not (decision and decision.events))
     events = refused + _change_events(applied.plan.action, applied.plan.changes, drift, rendered.service_id,
                                       rendered.revision)
     events += [Event(kind, reason, message) for kind, reason, message in access.events]
@@ -221,6 +224,9 @@ async def finalize_object(api: CloudRunDeleteAPI, body: Mapping[str, Any], defau
         await api.set_labels(name, kept, str(live.get("etag", "")))
         return f"abandoned Cloud Run service {name}: ownership labels removed, service kept"
     await api.delete_service(name)  # a service gone meanwhile counts as deleted
+    if await api.get_service(name) is not None:  # the delete operation failed, or has not finished yet
+        raise Transient(f"Cloud Run service {name} still exists after the delete call; the finalizer stays "
+                        "and the deletion is checked again")
     return f"deleted Cloud Run service {name}"
 
 

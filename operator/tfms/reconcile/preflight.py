@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from tfms.api.conditions import FALSE, MODEL_CHECKED, ORDER, TRUE, UNKNOWN, Condition, merge
@@ -152,10 +153,17 @@ def _window_issues(svc: TFModelService, report: ModelReport) -> list[Issue]:
 
 
 def preflight(svc: TFModelService, reader_factory: ReaderFactory = reader_for,
-              exists: Callable[[str], bool] = os.path.isdir) -> Preflight:
-    """Check the model of one service; never raises for storage problems (they are in the result)."""
+              exists: Callable[[str], bool] = os.path.isdir, *, local: bool = False) -> Preflight:
+    """Check the model of one service; never raises for storage problems (they are in the result).
+
+    `local`: revisions run on this machine (`tfms up`), where no image can hold the model, so a
+    path that is not here is a mistake, not something to leave to the container."""
     base = svc.model.base_path
     result = Preflight(base)
+    if not base.startswith("gs://") and not exists(base) and local:
+        result.extra = [Issue("base-path-missing", f"spec.model.basePath: {base} is not a directory on this machine "
+                              "(a relative basePath is relative to the manifest's own directory)")]
+        return result
     if not base.startswith("gs://") and not exists(base):
         result.skipped = (f"{base} is not a gs:// path and not a directory here, so it is expected inside the image; "
                           "TF Serving will check it when the revision starts")
@@ -170,9 +178,10 @@ def preflight(svc: TFModelService, reader_factory: ReaderFactory = reader_for,
     return result
 
 
-async def preflight_async(svc: TFModelService, reader_factory: ReaderFactory = reader_for) -> Preflight:
+async def preflight_async(svc: TFModelService, reader_factory: ReaderFactory = reader_for, *,
+                          local: bool = False) -> Preflight:
     """`preflight` off the event loop (the storage client is synchronous)."""
-    return await asyncio.to_thread(preflight, svc, reader_factory)
+    return await asyncio.to_thread(partial(preflight, local=local), svc, reader_factory)
 
 
 def needs_check(generation: int, previous_status: Mapping[str, Any] | None) -> bool:
@@ -235,18 +244,19 @@ class ModelCheck:
     """
 
     def __init__(self, mode: str = "enforce", reader_factory: ReaderFactory | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, *, local: bool = False) -> None:
         self.mode = model_check_mode(mode)
+        self.local = local  # revisions run on this machine: a missing local path is an error
         self._factory = reader_factory
         self._clock = clock
         self._gcs: GcsReader | None = None  # one client for every check: credentials are looked up once
         self._no_credentials: tuple[float, str] | None = None  # (until, message)
 
     @classmethod
-    def for_mode(cls, mode: str | None) -> ModelCheck | None:
+    def for_mode(cls, mode: str | None, *, local: bool = False) -> ModelCheck | None:
         """The policy for a mode; None for `off`, so callers skip pre-flight entirely."""
         checked = model_check_mode(mode)
-        return None if checked == "off" else cls(checked)
+        return None if checked == "off" else cls(checked, local=local)
 
     def reader(self, base_path: str) -> ModelReader:
         if self._factory is not None:
@@ -262,7 +272,7 @@ class ModelCheck:
         missing = self._no_credentials
         if base.startswith("gs://") and missing is not None and self._clock() < missing[0]:
             return Preflight(base, error=missing[1], error_kind=CredentialsMissing.__name__)
-        result = await preflight_async(svc, self.reader)
+        result = await preflight_async(svc, self.reader, local=self.local)
         if result.error_kind == CredentialsMissing.__name__:
             self._no_credentials = (self._clock() + CREDENTIALS_RETRY_SECONDS, result.error)
         return result
@@ -278,15 +288,15 @@ class ModelCheck:
     def judge(self, result: Preflight, generation: int, previous: Mapping[str, Any]) -> Verdict:
         cond = result.condition()
         enforce = self.mode == "enforce"
-        if result.transient:  # not checked for this generation: the next pass checks again
-            stop = "transient" if enforce else ""
-            return Verdict(previous.get("model"), cond, [] if enforce else [("Warning", "ModelNotChecked",
-                                                                             cond.message)],
-                           stop, "StorageUnavailable", f"reading the model failed, will retry: {result.error}")
+        if result.transient:  # not recorded for this generation: the next pass reads again
+            said = any(isinstance(c, Mapping) and c.get("type") == MODEL_CHECKED and c.get("reason") == cond.reason
+                       for c in previous.get("conditions") or [])
+            events = [] if enforce or said else [("Warning", "ModelNotChecked", cond.message)]
+            return Verdict(previous.get("model"), cond, events, "transient" if enforce else "",
+                           "StorageUnavailable", f"reading the model failed, will retry: {result.error}")
         model = result.status(generation)
         if result.would_not_serve:
-            message = (f"the model at {result.base_path} would not serve: {cond.message}" if result.errors
-                       else cond.message)
+            message = f"the model at {result.base_path} would not serve: {cond.message}"  # as _carried says it
             event = ("Warning", "ModelInvalid", message + ("" if enforce else " (TFMS_MODEL_CHECK=warn: deploying "
                                                                                "anyway)"))
             return Verdict(model, cond, [event], "permanent" if enforce else "", "ModelInvalid", message)

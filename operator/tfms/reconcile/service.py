@@ -50,16 +50,24 @@ class Applied:
         return self.rollout is not None and self.rollout.state.phase.active
 
 
+async def desired_service(svc: TFModelService, rendered: RenderedService, live: Doc | None,
+                          rollout: RolloutContext | None = None) -> tuple[RenderedService, Decision | None]:
+    """What a pass would write given `live`: the spec's render, plus the state other steps keep on
+    the service (IAM bookkeeping) and, for a canary, the rollout's traffic. `tfms diff` shows this too,
+    so it never reports a change apply would not make."""
+    rendered = with_iam_state(rendered, live, svc.access.public)  # what the IAM step owns survives a replace
+    if svc.rollout.strategy != "canary":
+        return rendered, None
+    decision = await decide_rollout(svc, rendered, live, rollout or RolloutContext())
+    return with_rollout(rendered, decision), decision
+
+
 async def apply_service(api: CloudRunAPI, svc: TFModelService, backoff: Backoff = DEFAULT_BACKOFF,
                         rollout: RolloutContext | None = None) -> Applied:
     """One pass: at most one write, and none when nothing owned has changed."""
     rendered = render_service(svc)
     live = await retry_transient(lambda: api.get_service(rendered.name), backoff)
-    rendered = with_iam_state(rendered, live, svc.access.public)  # what the IAM step owns survives a replace
-    decision = None
-    if svc.rollout.strategy == "canary":
-        decision = await decide_rollout(svc, rendered, live, rollout or RolloutContext())
-        rendered = with_rollout(rendered, decision)
+    rendered, decision = await desired_service(svc, rendered, live, rollout)
     plan = plan_service(rendered, live)
     if plan.action is Action.NOT_OWNED:
         raise NotOwned("; ".join(plan.changes))

@@ -68,7 +68,7 @@ class ServiceSnapshots:
         self.ttl = ttl
         self._clock = clock
         self._entries: dict[str, _Entry] = {}
-        self._inflight: dict[str, asyncio.Task[_Entry]] = {}
+        self._inflight: dict[str, asyncio.Task[_Entry | Exception]] = {}
         self._written: dict[str, float] = {}
 
     def reader(self, *, fresh: bool = False) -> SnapshotReader:
@@ -100,23 +100,30 @@ class ServiceSnapshots:
                 task = asyncio.ensure_future(self._list(parent))
                 self._inflight[parent] = task
                 task.add_done_callback(functools.partial(self._finished, parent))
-            try:
-                entry = await asyncio.shield(task)
-            except BackendError as exc:
-                log.debug("ListServices %s failed (%s); reading services one by one", parent, exc)
+            listed = await asyncio.shield(task)
+            if isinstance(listed, BackendError):
+                log.debug("ListServices %s failed (%s); reading services one by one", parent, listed)
                 return None
+            if isinstance(listed, Exception):
+                raise listed
+            entry = listed
             if not self._valid(parent, entry):
                 return None  # a write landed while the List was in flight
             self._entries[parent] = entry
         assert entry is not None
         return entry.services.get(service_id)
 
-    def _finished(self, parent: str, _task: asyncio.Task[_Entry]) -> None:
+    def _finished(self, parent: str, _task: asyncio.Task[_Entry | Exception]) -> None:
         self._inflight.pop(parent, None)
 
-    async def _list(self, parent: str) -> _Entry:
+    async def _list(self, parent: str) -> _Entry | Exception:
+        """Returns its failure rather than raising it: the task outlives the passes awaiting it, and a
+        task that ends in an exception nobody awaited fails kopf's own shutdown (it re-raises them)."""
         started = self._clock()
-        docs = await self.api.list_services(parent)
+        try:
+            docs = await self.api.list_services(parent)
+        except Exception as exc:
+            return exc
         return _Entry(started, {_split(str(d.get("name", "")))[1]: d for d in docs})
 
 

@@ -1,7 +1,7 @@
 """The local stand-in for Cloud Run's front end: one URL per service and per tag.
 
 Each URL is its own loopback listener, allocated once and stable for the process lifetime
-(like a service's `run.app` URL), served by aiohttp on a dedicated thread so gRPC threads
+(like a service's `run.app` URL), served on a dedicated event-loop thread so gRPC threads
 never wait on request traffic. Splits use smooth weighted round robin: deterministic, and
 over any window of `sum(percent)` consecutive requests every revision gets exactly its
 percent, which lets tests and `tfms up` users check a split by counting.
@@ -9,6 +9,12 @@ percent, which lets tests and `tfms up` users check a split by counting.
 Route tables are immutable snapshots swapped in with one dict assignment, so readers (the
 loop thread) need no lock and a split change is atomic; the round-robin cursor is only
 touched on the loop thread.
+
+Requests are relayed by a small HTTP/1.1 proxy on asyncio protocols (`_Downstream` per client
+connection, `_Upstream` per pooled keep-alive connection to a revision, `_Exchange` per
+request): a general HTTP server plus client stack (aiohttp) cost more per request than a
+small model's predict, so this parses only the request line and the fields that frame a
+message, rewrites the connection-specific ones, and streams bodies through.
 
 Every request given to a revision is recorded in `metrics` (status, latency from arrival to
 the last byte relayed), as Cloud Run's front end records request_count and request_latencies;
@@ -27,14 +33,9 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
-
-import aiohttp
-from aiohttp import hdrs, web
-from multidict import CIMultiDict, CIMultiDictProxy
-from yarl import URL
+from typing import Any, TypeVar
 
 from tfms.emulator.local.loop import LoopThread
 from tfms.emulator.local.metrics import RouterMetrics
@@ -46,21 +47,23 @@ REVISION_HEADER = "X-Tfms-Revision"
 ROUTER_HOST_ENV = "TFMS_ROUTER_HOST"
 DEFAULT_HOST = "127.0.0.1"
 
-# RFC 9110 §7.6.1 connection-specific fields, plus `Expect`, which we answer ourselves.
-_HOP_BY_HOP = (
-    "Connection",
-    "Keep-Alive",
-    "Proxy-Authenticate",
-    "Proxy-Authorization",
-    "Proxy-Connection",
-    "TE",
-    "Trailer",
-    "Transfer-Encoding",
-    "Upgrade",
-)
-_REQUEST_ONLY_DROPPED = ("Expect",)
-_BUFFER_LIMIT = 256 * 1024  # bodies up to this size are relayed in one piece, larger ones streamed
-_NO_BODY_STATUSES = frozenset({204, 304})
+# RFC 9110 §7.6.1 connection-specific fields; with the framing fields (re-added by the relay)
+# they are never forwarded as received. `Expect` is answered by the router itself.
+_HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"proxy-connection",
+    b"te", b"trailer", b"transfer-encoding", b"upgrade",
+})
+_REQUEST_DROPPED = _HOP_BY_HOP | {b"content-length", b"expect"}
+_RESPONSE_DROPPED = _HOP_BY_HOP | {b"content-length", REVISION_HEADER.lower().encode()}
+_BUFFER_LIMIT = 256 * 1024  # request bodies up to this size are read whole (and can be replayed)
+_MAX_HEAD = 64 * 1024
+_CONNECT_TIMEOUT_S = 5.0
+_MAX_IDLE_PER_BACKEND = 64
+_SHUTDOWN_GRACE_S = 1.0
+_CLIENT_CLOSED = 499  # nginx's code for a client that left first: not the revision's failure
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_ABSENT = -1  # no Content-Length
+_CHUNKED = -2  # Transfer-Encoding: chunked
 
 
 def swrr_schedule(weights: Iterable[tuple[str, int]]) -> tuple[str, ...]:
@@ -117,31 +120,705 @@ class _Route:
 @dataclass(frozen=True)
 class _Backend:
     revision_id: str
-    origin: str  # http://host:port
+    address: tuple[str, int]
+    header: bytes  # the X-Tfms-Revision line, pre-encoded
 
 
-def _unavailable(message: str) -> web.Response:
-    return web.Response(status=503, text=f"Service Unavailable: {message}\n")
+# -- HTTP/1.1 framing ------------------------------------------------------------------
 
 
-def _hop_by_hop(headers: CIMultiDictProxy[str]) -> list[str]:
-    """Names of connection-specific fields present in `headers` (usually none or one)."""
-    present = [h for h in _HOP_BY_HOP if h in headers]
-    if "Connection" in headers:
-        for value in headers.getall("Connection"):
-            present.extend(token.strip() for token in value.split(",") if token.strip())
-    return present
+class _BadMessage(Exception):
+    """A message this relay cannot frame; `status` is what the client is told."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
 
 
-def _request_headers(headers: CIMultiDictProxy[str]) -> Mapping[str, str]:
-    drop = _hop_by_hop(headers)
-    drop.extend(h for h in _REQUEST_ONLY_DROPPED if h in headers)
-    if not drop:
-        return headers  # the common case: forward as is, no copy
-    out = CIMultiDict(headers)
-    for name in drop:
-        out.popall(name, None)
-    return out
+@dataclass(slots=True)
+class _Head:
+    """The parts of a message head the relay acts on; `lines` are the fields forwarded as is."""
+
+    first: bytes
+    lines: list[bytes]
+    length: int  # >= 0, or _ABSENT / _CHUNKED
+    tokens: frozenset[bytes]  # Connection options, lower-cased
+    expect_continue: bool = False
+    has_host: bool = False
+
+
+def _parse_head(head: bytes, dropped: frozenset[bytes]) -> _Head:
+    """Split a head into its first line and forwarded field lines, noting the framing.
+
+    Request smuggling is refused the RFC 9112 way: conflicting Content-Lengths and
+    whitespace before a field's colon are errors; Transfer-Encoding wins over Content-Length.
+    """
+    lines = head.split(b"\r\n")
+    first = lines[0]
+    kept: list[tuple[bytes, bytes]] = []
+    length = _ABSENT
+    chunked = False
+    encodings = False
+    tokens: set[bytes] = set()
+    expect_continue = has_host = False
+    for line in lines[1:]:
+        if not line:
+            continue
+        colon = line.find(b":")
+        name = line[:colon].lower()
+        if colon <= 0 or b" " in name or b"\t" in name:
+            raise _BadMessage(400, "Bad Request")
+        if name not in dropped:
+            kept.append((name, line))
+            if name == b"host":
+                has_host = True
+            continue
+        value = line[colon + 1 :].strip()
+        if name == b"content-length":
+            if not value.isdigit() or (length != _ABSENT and length != int(value)):
+                raise _BadMessage(400, "Bad Request")
+            length = int(value)
+        elif name == b"transfer-encoding":
+            encodings = True
+            chunked = value.lower().rsplit(b",", 1)[-1].strip() == b"chunked"
+        elif name == b"connection":
+            tokens.update(t.strip() for t in value.lower().split(b","))
+        elif name == b"expect":
+            expect_continue = value.lower() == b"100-continue"
+    if encodings:
+        if not chunked:
+            raise _BadMessage(400, "Bad Request")  # a body we cannot find the end of
+        length = _CHUNKED
+    forwarded = [line for name, line in kept if name not in tokens] if tokens else [line for _, line in kept]
+    return _Head(first, forwarded, length, frozenset(tokens), expect_continue, has_host)
+
+
+def _plain(status: int, reason: str, text: str, *, close: bool) -> bytes:
+    """A response the router makes itself (errors), in Cloud Run's plain-text style."""
+    body = text.encode()
+    connection = "Connection: close\r\n" if close else ""
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\n{connection}\r\n"
+    )
+    return head.encode("latin-1") + body
+
+
+class _Framer:
+    """Finds the end of a body as bytes arrive, yielding what to pass on.
+
+    `feed` returns (bytes to forward, bytes past the end of the body or None while the
+    body goes on). Subclasses: a known length, chunked (re-framed for an HTTP/1.1 peer or
+    decoded for HTTP/1.0), or until the sender closes.
+    """
+
+    __slots__ = ()
+
+    def feed(self, data: bytes) -> tuple[bytes, bytes | None]:
+        raise NotImplementedError
+
+    def eof(self) -> bytes | None:
+        """What to send when the sender closes; None if the body was cut short."""
+        return None
+
+
+class _Length(_Framer):
+    __slots__ = ("remaining",)
+
+    def __init__(self, length: int) -> None:
+        self.remaining = length
+
+    def feed(self, data: bytes) -> tuple[bytes, bytes | None]:
+        remaining = self.remaining
+        if len(data) < remaining:
+            self.remaining = remaining - len(data)
+            return data, None
+        self.remaining = 0
+        return data[:remaining], data[remaining:]
+
+
+class _UntilEof(_Framer):
+    __slots__ = ("reframe",)
+
+    def __init__(self, reframe: bool) -> None:
+        self.reframe = reframe
+
+    def feed(self, data: bytes) -> tuple[bytes, bytes | None]:
+        return (b"%x\r\n%b\r\n" % (len(data), data) if self.reframe and data else data), None
+
+    def eof(self) -> bytes | None:
+        return b"0\r\n\r\n" if self.reframe else b""
+
+
+_SIZE, _DATA, _DATA_END, _TRAILER = range(4)
+_MAX_LINE = 8 * 1024
+
+
+class _Chunked(_Framer):
+    """Chunked transfer coding, incrementally. Chunk extensions and trailers are dropped:
+    nothing on either side of TF Serving uses them, and dropping them is always valid."""
+
+    __slots__ = ("line", "reframe", "remaining", "state")
+
+    def __init__(self, reframe: bool) -> None:
+        self.reframe = reframe
+        self.state = _SIZE
+        self.remaining = 0
+        self.line = b""
+
+    def feed(self, data: bytes) -> tuple[bytes, bytes | None]:
+        out: list[bytes] = []
+        pos, end = 0, len(data)
+        while pos < end:
+            if self.state == _DATA:
+                take = min(self.remaining, end - pos)
+                out.append(data[pos : pos + take])
+                pos += take
+                self.remaining -= take
+                if not self.remaining:
+                    self.state = _DATA_END
+                continue
+            eol = data.find(b"\n", pos)
+            if eol < 0:
+                self.line += data[pos:]
+                if len(self.line) > _MAX_LINE:
+                    raise _BadMessage(400, "Bad Request")
+                break
+            line = (self.line + data[pos:eol]).rstrip(b"\r")
+            self.line = b""
+            pos = eol + 1
+            if self.state == _SIZE:
+                try:
+                    size = int(line.split(b";", 1)[0].strip(), 16)
+                except ValueError:
+                    raise _BadMessage(400, "Bad Request") from None
+                if size < 0:
+                    raise _BadMessage(400, "Bad Request")
+                if size:
+                    self.state, self.remaining = _DATA, size
+                    if self.reframe:
+                        out.append(b"%x\r\n" % size)
+                else:
+                    self.state = _TRAILER
+            elif self.state == _DATA_END:
+                if line:
+                    raise _BadMessage(400, "Bad Request")
+                self.state = _SIZE
+                if self.reframe:
+                    out.append(b"\r\n")
+            elif not line:  # the empty line after the trailer fields: the body is over
+                if self.reframe:
+                    out.append(b"0\r\n\r\n")
+                return b"".join(out), data[pos:]
+        return b"".join(out), None
+
+
+# -- The relay -------------------------------------------------------------------------
+#
+# Everything below runs in protocol callbacks on the router's loop: no task, future or
+# stream buffer per request, and two loop turns per request rather than four. The same relay
+# on asyncio streams measured 0.25 ms added against 0.20 ms for this one. Only connecting to a
+# revision is a task, and that happens once per pooled connection.
+
+
+class _Pool:
+    """Idle keep-alive connections per backend address; touched on the loop thread only."""
+
+    def __init__(self) -> None:
+        self._idle: dict[tuple[str, int], list[_Upstream]] = {}
+
+    def take(self, address: tuple[str, int]) -> _Upstream | None:
+        idle = self._idle.get(address)
+        while idle:
+            upstream = idle.pop()
+            if not upstream.closed:  # one the revision closed while idle removed itself, or is closing
+                return upstream
+        return None
+
+    def give(self, upstream: _Upstream) -> None:
+        idle = self._idle.setdefault(upstream.address, [])
+        if len(idle) < _MAX_IDLE_PER_BACKEND and upstream.transport is not None and not upstream.closed:
+            upstream.transport.resume_reading()  # it may have been paused for a slow client
+            idle.append(upstream)
+        else:
+            upstream.close()
+
+    def forget(self, upstream: _Upstream) -> None:
+        idle = self._idle.get(upstream.address)
+        if idle is not None and upstream in idle:
+            idle.remove(upstream)
+
+    def drop(self, address: tuple[str, int] | None = None) -> None:
+        """Close the idle connections to `address` (all when None)."""
+        addresses = [address] if address is not None else list(self._idle)
+        for key in addresses:
+            for upstream in self._idle.pop(key, []):
+                upstream.close()
+
+
+class _Upstream(asyncio.Protocol):
+    """One connection to a revision; carries one exchange at a time, then goes back to the pool."""
+
+    def __init__(self, router: Router, address: tuple[str, int]) -> None:
+        self.router = router
+        self.address = address
+        self.transport: asyncio.Transport | None = None
+        self.exchange: _Exchange | None = None
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self.exchange is not None:
+            self.exchange.upstream_data(data)
+        else:
+            self.close()  # bytes nobody asked for: this connection is out of step
+
+    def eof_received(self) -> bool:
+        return False  # close; connection_lost tells the exchange
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.transport = None
+        exchange, self.exchange = self.exchange, None
+        if exchange is not None:
+            exchange.upstream_lost(exc)
+        else:
+            self.router._pool.forget(self)
+
+    def pause_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.down.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.down.resume_reading()
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+class _Exchange:
+    """One request relayed to one revision, and its response relayed back."""
+
+    __slots__ = (
+        "attempt", "backend", "down", "framer", "head_buf", "http10", "keep", "method", "pooled",
+        "replay", "responded", "revision", "started", "status", "up", "up_keep", "upload",
+    )
+
+    def __init__(
+        self,
+        down: _Downstream,
+        revision: str,
+        backend: _Backend,
+        method: bytes,
+        http10: bool,
+        keep: bool,
+        replay: bytes,
+        upload: _Framer | None,
+        started: float,
+    ) -> None:
+        self.down = down
+        self.revision = revision
+        self.backend = backend
+        self.method = method
+        self.http10 = http10
+        self.keep = keep
+        self.replay = replay  # the whole request (head + buffered body), or the head of a streamed one
+        self.upload = upload  # framer of a request body still to stream, else None
+        self.started = started
+        self.attempt = 1
+        self.up: _Upstream | None = None
+        self.pooled = False
+        self.framer: _Framer | None = None  # set once the response head is in
+        self.head_buf = b""
+        self.responded = False  # some of the response went to the client
+        self.status = 0  # the response's status, as recorded in the metrics
+        self.up_keep = False  # the revision's connection can carry another request
+
+    # -- Sending ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        # A streamed body cannot be replayed, so it always gets a fresh connection; a
+        # pooled one may be closed by the revision just as the request goes out (replayed once).
+        up = None if self.upload is not None or self.attempt > 1 else self.down.router._pool.take(self.backend.address)
+        if up is None:
+            self.down.router._spawn(self._connect())
+        else:
+            self._send(up, pooled=True)
+
+    async def _connect(self) -> None:
+        router = self.down.router
+        address = self.backend.address
+        try:
+            _, up = await asyncio.wait_for(
+                asyncio.get_running_loop().create_connection(lambda: _Upstream(router, address), *address),
+                _CONNECT_TIMEOUT_S,
+            )
+        except TimeoutError:
+            self._fail(504, "Gateway Timeout", "Gateway Timeout\n")
+            return
+        except OSError as exc:
+            log.debug("connecting to %s failed: %r", self.backend.revision_id, exc)
+            self._fail(503, "Service Unavailable", f"Service Unavailable: revision {self.backend.revision_id} "
+                       f"did not respond ({type(exc).__name__})\n")
+            return
+        if self.down.exchange is not self:  # the client left meanwhile: keep the connection for later
+            router._pool.give(up)
+            return
+        self._send(up, pooled=False)
+
+    def _send(self, up: _Upstream, *, pooled: bool) -> None:
+        self.up, self.pooled = up, pooled
+        up.exchange = self
+        up.write(self.replay)
+        if self.upload is not None:
+            self.down.begin_upload()
+
+    def upload_data(self, data: bytes) -> bytes | None:
+        """Pass client bytes of a streamed body on; returns what follows the body once it ended."""
+        assert self.upload is not None and self.up is not None
+        out, rest = self.upload.feed(data)  # _BadMessage: the caller cuts the client
+        if out:
+            self.up.write(out)
+        if rest is not None:
+            self.upload = None
+        return rest
+
+    # -- Receiving -------------------------------------------------------------------
+
+    def upstream_data(self, data: bytes) -> None:
+        down = self.down
+        rest: bytes | None
+        if self.framer is None:
+            data = self.head_buf + data
+            while True:
+                end = data.find(b"\r\n\r\n")
+                if end < 0:
+                    self.head_buf = data
+                    if len(data) > _MAX_HEAD:
+                        self._bad_gateway("response head too large")
+                    return
+                try:
+                    status, head = _response_head(data[: end + 4])
+                except _BadMessage as exc:
+                    self._bad_gateway(exc.reason)
+                    return
+                data = data[end + 4 :]
+                if status >= 200:  # 1xx are interim (Upgrade is never forwarded, so no 101)
+                    break
+            self.head_buf = b""
+            self.status = status
+            response_head = self._client_head(status, head)
+            try:
+                out, rest = self.framer.feed(data) if self.framer is not None else (b"", b"")
+            except _BadMessage as exc:
+                self._bad_gateway(f"malformed body: {exc.reason}")
+                return
+            self.responded = True
+            down.write(response_head + out)
+        else:
+            try:
+                out, rest = self.framer.feed(data)
+            except _BadMessage as exc:
+                self._cut(f"malformed body: {exc.reason}")
+                return
+            if out:
+                down.write(out)
+        if rest is not None:
+            self._done(reusable=not rest and self.up_keep)
+
+    def _client_head(self, status: int, head: _Head) -> bytes:
+        """The response head for the client; sets the framer that finds the end of the body."""
+        self.up_keep = head.first.startswith(b"HTTP/1.1") and b"close" not in head.tokens
+        out = [b"HTTP/1.1 " + head.first.split(b" ", 1)[1], *head.lines, self.backend.header]
+        length = head.length
+        if self.method == b"HEAD" or status in (204, 304):
+            self.framer = None
+            # A HEAD answer's Content-Length describes the GET body: pass it on unchanged.
+            if length >= 0 and status != 204:
+                out.append(b"Content-Length: %d" % length)
+        elif length >= 0:
+            self.framer = _Length(length)
+            out.append(b"Content-Length: %d" % length)
+        else:
+            if length == _ABSENT:
+                self.up_keep = False
+                self.framer = _UntilEof(reframe=not self.http10)
+            else:
+                self.framer = _Chunked(reframe=not self.http10)
+            if self.http10:
+                self.keep = False  # the body ends when the connection does
+            else:
+                out.append(b"Transfer-Encoding: chunked")
+        if not self.keep or self.down.router._stopping:
+            self.keep = False
+            out.append(b"Connection: close")
+        elif self.http10:
+            out.append(b"Connection: keep-alive")
+        out.append(b"\r\n")
+        return b"\r\n".join(out)
+
+    def upstream_lost(self, exc: Exception | None) -> None:
+        """The revision closed (or reset) the connection during this exchange."""
+        self.up = None
+        if self.framer is not None:
+            tail = self.framer.eof()
+            if tail is not None:  # a close-delimited body ends here
+                self.down.write(tail)
+                self._done(reusable=False)
+            else:
+                self._cut(f"closed mid-body ({exc!r})")
+        elif self.responded:
+            self._done(reusable=False)  # a bodiless response was complete
+        elif self.pooled and self.attempt == 1 and not self.head_buf and self.upload is None:
+            self.attempt = 2  # a kept-alive connection the revision closed: replay on a fresh one
+            self.start()
+        else:
+            log.debug("%s closed the connection before answering: %r", self.backend.revision_id, exc)
+            self._fail(503, "Service Unavailable",
+                       f"Service Unavailable: revision {self.backend.revision_id} closed the connection\n")
+
+    # -- Ending ----------------------------------------------------------------------
+
+    def _done(self, *, reusable: bool) -> None:
+        up, self.up = self.up, None
+        if up is not None:
+            up.exchange = None
+            if reusable and self.upload is None:
+                self.down.router._pool.give(up)
+            else:
+                up.close()
+        self.down.finish(self, self.status, self.keep and self.upload is None)
+
+    def _fail(self, status: int, reason: str, text: str) -> None:
+        """Answer for the revision before any of its response was sent."""
+        self.status = status
+        self.down.write(_plain(status, reason, text, close=not self.keep or self.upload is not None))
+        self._done(reusable=False)
+
+    def _bad_gateway(self, why: str) -> None:
+        log.debug("%s sent a malformed response: %s", self.backend.revision_id, why)
+        self._fail(502, "Bad Gateway", "Bad Gateway: malformed response\n")
+
+    def _cut(self, why: str) -> None:
+        """The head is gone already: the only honest signal left is a cut connection, and the
+        client saw a failed request, so it counts as a 5xx against the revision."""
+        log.debug("relaying from %s broke off: %s", self.backend.revision_id, why)
+        self.status = 502
+        self.keep = False
+        self.down.abort()
+        self._done(reusable=False)
+
+    def client_gone(self) -> None:
+        """The client left first: not the revision's failure."""
+        self.status = _CLIENT_CLOSED
+        self.keep = False
+        self._done(reusable=False)
+
+
+Picker = Callable[[], tuple[str | None, str]]  # (revision, why there is none)
+
+
+class _Downstream(asyncio.Protocol):
+    """One client connection: requests are relayed strictly in order (pipelining included)."""
+
+    def __init__(self, router: Router, pick: Picker) -> None:
+        self.router = router
+        self.pick = pick
+        self.transport: asyncio.Transport | None = None
+        self.buf = b""
+        self.exchange: _Exchange | None = None
+        self.uploading = False  # the exchange's request body is being streamed from `buf`/the socket
+        self.continued = False  # "100 Continue" sent for the request waiting for its body
+        self.paused = False
+        self.client_eof = False
+
+    @property
+    def idle(self) -> bool:
+        return self.exchange is None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        if self.router._stopping:
+            transport.close()
+        else:
+            self.router._downstreams.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.router._downstreams.discard(self)
+        if self.exchange is not None:
+            self.exchange.client_gone()
+
+    def eof_received(self) -> bool:
+        self.client_eof = True
+        return self.exchange is not None  # keep the socket open to answer what is in flight
+
+    def data_received(self, data: bytes) -> None:
+        exchange = self.exchange
+        if self.uploading and exchange is not None:
+            self._upload(data)
+            return
+        self.buf = self.buf + data if self.buf else data
+        if exchange is None:
+            self._next()
+        elif len(self.buf) > _MAX_HEAD + _BUFFER_LIMIT:
+            self.pause_reading()  # a client pipelining far ahead waits for us
+
+    def pause_reading(self) -> None:
+        if not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.paused and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
+
+    def pause_writing(self) -> None:
+        up = self.exchange.up if self.exchange is not None else None
+        if up is not None and up.transport is not None:
+            up.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        up = self.exchange.up if self.exchange is not None else None
+        if up is not None and up.transport is not None:
+            up.transport.resume_reading()
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    # -- Requests --------------------------------------------------------------------
+
+    def _next(self) -> None:
+        """Start the next complete request in `buf`, if there is one."""
+        buf = self.buf
+        if buf[:2] == b"\r\n":
+            buf = self.buf = buf.lstrip(b"\r\n")  # stray CRLF between pipelined requests is allowed
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buf) > _MAX_HEAD:
+                self._reject(431, "Request Header Fields Too Large")
+            elif self.client_eof:
+                self.close()
+            return
+        started = time.perf_counter()
+        try:
+            head = _parse_head(buf[: end + 4], _REQUEST_DROPPED)
+            method, _, rest = head.first.partition(b" ")
+            target, _, version = rest.rpartition(b" ")
+            if not method or not target or version not in (b"HTTP/1.1", b"HTTP/1.0"):
+                raise _BadMessage(400, "Bad Request")
+        except _BadMessage as exc:
+            self._reject(exc.status, exc.reason)
+            return
+        length = head.length
+        streamed = length == _CHUNKED or length > _BUFFER_LIMIT
+        body_end = end + 4 + (length if not streamed and length > 0 else 0)
+        if len(buf) < body_end:
+            if head.expect_continue and not self.continued:
+                self.continued = True
+                self.write(_CONTINUE)
+            return  # wait for the rest of the body
+        if streamed and head.expect_continue and not self.continued:
+            self.write(_CONTINUE)
+        self.continued = False
+        body = buf[end + 4 : body_end]
+        self.buf = buf[body_end:]
+        http10 = version == b"HTTP/1.0"
+        keep = (b"keep-alive" in head.tokens) if http10 else (b"close" not in head.tokens)
+        revision, why = self.pick()
+        backend = self.router._backends.get(revision) if revision is not None else None
+        if revision is None or backend is None:
+            if revision is not None:
+                why = f"revision {revision.rsplit('/', 1)[-1]} is not running"
+            keep = keep and not streamed  # not worth reading a large upload just to throw it away
+            self.write(_plain(503, "Service Unavailable", f"Service Unavailable: {why}\n", close=not keep))
+            if revision is not None:
+                self.router.metrics.record(revision, 503, time.perf_counter() - started)
+            self._after(keep)
+            return
+        lines = head.lines
+        if not head.has_host:
+            lines = [*lines, b"Host: %s:%d" % (backend.address[0].encode(), backend.address[1])]
+        if length == _CHUNKED:
+            lines = [*lines, b"Transfer-Encoding: chunked"]
+        elif length >= 0:
+            lines = [*lines, b"Content-Length: %d" % length]
+        request = b"%s %s HTTP/1.1\r\n%s\r\n\r\n%b" % (method, target, b"\r\n".join(lines), body)
+        upload: _Framer | None = None
+        if streamed:
+            upload = _Chunked(reframe=True) if length == _CHUNKED else _Length(length)
+        self.exchange = _Exchange(self, revision, backend, method, http10, keep, request, upload, started)
+        self.exchange.start()
+
+    def begin_upload(self) -> None:
+        """The streamed body's connection is ready: send what is buffered, then what arrives."""
+        self.uploading = True
+        buf, self.buf = self.buf, b""
+        self.resume_reading()
+        if buf:
+            self._upload(buf)
+
+    def _upload(self, data: bytes) -> None:
+        exchange = self.exchange
+        assert exchange is not None
+        try:
+            rest = exchange.upload_data(data)
+        except _BadMessage:
+            self.abort()  # a malformed chunked body: nothing sensible can follow on either side
+            return
+        if rest is not None:
+            self.uploading = False
+            self.buf = rest
+
+    def finish(self, exchange: _Exchange, status: int, keep: bool) -> None:
+        """`exchange` ended: record it, then close or go on with the next request."""
+        if self.exchange is exchange:
+            self.exchange = None
+            self.uploading = False
+        self.router.metrics.record(exchange.revision, status, time.perf_counter() - exchange.started)
+        self._after(keep)
+
+    def _after(self, keep: bool) -> None:
+        if not keep or self.router._stopping or self.transport is None:
+            self.close()
+            return
+        self.resume_reading()
+        if self.buf or self.client_eof:
+            self._next()
+
+    def _reject(self, status: int, reason: str) -> None:
+        self.write(_plain(status, reason, f"{reason}\n", close=True))
+        self.close()
+
+
+def _response_head(raw: bytes) -> tuple[int, _Head]:
+    head = _parse_head(raw, _RESPONSE_DROPPED)
+    parts = head.first.split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+        raise _BadMessage(502, "Bad Gateway")
+    return int(parts[1]), head
 
 
 class Router:
@@ -160,12 +837,15 @@ class Router:
         self._routes: dict[str, _Route] = {}
         self._backends: dict[str, _Backend] = {}
         self._listeners: dict[tuple[str, str | None], int] = {}
-        self._runners: list[web.ServerRunner] = []
+        self._servers: list[asyncio.Server] = []
         self._starting: list[concurrent.futures.Future[None]] = []
+        self._downstreams: set[_Downstream] = set()  # loop thread only
+        self._tasks: set[asyncio.Task[None]] = set()  # connects in progress; loop thread only
+        self._pool = _Pool()  # loop thread only
+        self._stopping = False  # set on the loop thread by shutdown
         self._closed = False
         self._thread = LoopThread("tfms-router")
         self.metrics = RouterMetrics(self._on_loop)
-        self._session: aiohttp.ClientSession = self._thread.call(self._make_session())
 
     def _on_loop(self, fn: Callable[[], T]) -> T:
         """Run `fn` on the router's loop (metrics readers): the recorder there never locks."""
@@ -188,18 +868,6 @@ class Router:
             return DEFAULT_HOST
         return f"[{host}]" if ":" in host else host
 
-    async def _make_session(self) -> aiohttp.ClientSession:
-        # One pooled keep-alive session for all backends. No cookie jar (clients must not
-        # share cookies), no redirects followed, bodies relayed as encoded.
-        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30.0)
-        return aiohttp.ClientSession(
-            connector=connector,
-            cookie_jar=aiohttp.DummyCookieJar(),
-            auto_decompress=False,
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5.0),
-            skip_auto_headers=(hdrs.USER_AGENT, hdrs.ACCEPT, hdrs.ACCEPT_ENCODING),
-        )
-
     # -- URLs -------------------------------------------------------------------------
 
     def service_url(self, service: str) -> str:
@@ -221,25 +889,27 @@ class Router:
                 sock = socket.create_server((self.host, 0), family=family, backlog=512)
                 port = sock.getsockname()[1]
                 self._listeners[key] = port
-                handler: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
-                if tag is None:
-                    handler = functools.partial(self._serve_service, service)
-                else:
-                    handler = functools.partial(self._serve_tag, service, tag)
-                self._starting.append(self._thread.submit(self._listen(sock, handler)))
+                pick: Picker = (
+                    functools.partial(self._pick_service, service)
+                    if tag is None
+                    else functools.partial(self._pick_tag, service, tag)
+                )
+                self._starting.append(self._thread.submit(self._listen(sock, pick)))
         return f"http://{self._url_host}:{port}"
 
-    async def _listen(
-        self, sock: socket.socket, handler: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
-    ) -> None:
-        runner = web.ServerRunner(web.Server(handler, access_log=None), shutdown_timeout=1.0)
-        self._runners.append(runner)
+    async def _listen(self, sock: socket.socket, pick: Picker) -> None:
         try:
-            await runner.setup()
-            await web.SockSite(runner, sock).start()
+            server = await asyncio.get_running_loop().create_server(lambda: _Downstream(self, pick), sock=sock)
         except BaseException:
             sock.close()
             raise
+        self._servers.append(server)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run `coro` on the loop, holding a reference until it is done (the loop keeps weak ones)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # -- Tables -----------------------------------------------------------------------
 
@@ -261,111 +931,32 @@ class Router:
 
     def set_backend(self, revision: str, revision_id: str, port: int) -> None:
         """Make `revision` reachable at `port` on the backend host."""
+        header = f"{REVISION_HEADER}: {revision_id}".encode("latin-1")
         with self._lock:
-            self._backends[revision] = _Backend(revision_id, f"http://{self._backend_host}:{port}")
+            self._backends[revision] = _Backend(revision_id, (self._backend_host, port), header)
 
     def remove_backend(self, revision: str) -> None:
         with self._lock:
-            self._backends.pop(revision, None)
+            backend = self._backends.pop(revision, None)
+        if backend is not None and self._thread.alive:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                self._thread.call_soon(self._pool.drop, backend.address)
 
     # -- Request path -----------------------------------------------------------------
 
-    async def _serve_service(self, service: str, request: web.BaseRequest) -> web.StreamResponse:
+    def _pick_service(self, service: str) -> tuple[str | None, str]:
         route = self._routes.get(service)
         revision = route.balancer.pick() if route is not None else None
-        if revision is None:
-            return _unavailable("no revision of this service is receiving traffic")
-        return await self._measured(request, revision)
+        return revision, "no revision of this service is receiving traffic"
 
-    async def _serve_tag(self, service: str, tag: str, request: web.BaseRequest) -> web.StreamResponse:
+    def _pick_tag(self, service: str, tag: str) -> tuple[str | None, str]:
         route = self._routes.get(service)
-        revision = route.tags.get(tag) if route is not None else None
-        if revision is None:
-            return _unavailable(f"no revision is tagged {tag!r}")
-        return await self._measured(request, revision)
-
-    async def _measured(self, request: web.BaseRequest, revision: str) -> web.StreamResponse:
-        started = time.perf_counter()
-        status = 500  # what aiohttp answers when the handler raises
-        try:
-            response = await self._forward(request, revision)
-            status = response.status
-            return response
-        finally:
-            self.metrics.record(revision, status, time.perf_counter() - started)
-
-    async def _forward(self, request: web.BaseRequest, revision: str) -> web.StreamResponse:
-        backend = self._backends.get(revision)
-        if backend is None:
-            return _unavailable(f"revision {revision.rsplit('/', 1)[-1]} is not running")
-        data: bytes | aiohttp.StreamReader | None = None
-        if request.body_exists:
-            if request.headers.get(hdrs.EXPECT, "").lower() == "100-continue":
-                await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            length = request.content_length
-            data = await request.read() if length is not None and length <= _BUFFER_LIMIT else request.content
-        for attempt in (1, 2):
-            try:
-                async with self._session.request(
-                    request.method,
-                    URL(backend.origin + request.raw_path, encoded=True),
-                    headers=_request_headers(request.headers),
-                    data=data,
-                    allow_redirects=False,
-                ) as upstream:
-                    return await self._relay(request, upstream, backend)
-            except aiohttp.ServerDisconnectedError:
-                # A pooled keep-alive connection the backend closed while idle. aiohttp only
-                # retries idempotent methods; TF Serving's POSTs (predict) are side-effect free,
-                # so replay once when the body can be replayed.
-                if attempt == 1 and not isinstance(data, aiohttp.StreamReader):
-                    continue
-                return _unavailable(f"revision {backend.revision_id} closed the connection")
-            except (aiohttp.ClientConnectionError, ConnectionError) as exc:
-                log.debug("forwarding to %s failed: %r", backend.revision_id, exc)
-                return _unavailable(f"revision {backend.revision_id} did not respond ({type(exc).__name__})")
-            except TimeoutError:
-                return web.Response(status=504, text="Gateway Timeout\n")
-            except aiohttp.ClientError as exc:
-                return web.Response(status=502, text=f"Bad Gateway: {exc}\n")
-        raise AssertionError("unreachable")
-
-    async def _relay(
-        self, request: web.BaseRequest, upstream: aiohttp.ClientResponse, backend: _Backend
-    ) -> web.StreamResponse:
-        headers = CIMultiDict(upstream.headers)
-        for name in _hop_by_hop(upstream.headers):
-            headers.popall(name, None)
-        headers[REVISION_HEADER] = backend.revision_id
-        length = upstream.content_length
-        buffered = (
-            length is not None
-            and length <= _BUFFER_LIMIT
-            and request.method != hdrs.METH_HEAD
-            and upstream.status not in _NO_BODY_STATUSES
-        )
-        if buffered:
-            body = await upstream.read()
-            headers.popall(hdrs.CONTENT_LENGTH, None)  # recomputed from the body
-            return web.Response(status=upstream.status, reason=upstream.reason, headers=headers, body=body)
-        response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
-        await response.prepare(request)
-        try:
-            async for chunk in upstream.content.iter_any():
-                await response.write(chunk)
-        except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
-            # Headers are gone already: the only honest signal left is a cut connection.
-            log.debug("relaying from %s broke off: %r", backend.revision_id, exc)
-            if request.transport is not None:
-                request.transport.abort()
-            return response
-        await response.write_eof()
-        return response
+        return (route.tags.get(tag) if route is not None else None), f"no revision is tagged {tag!r}"
 
     # -- Lifecycle --------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop listening and close the pool; URLs stop answering."""
+        """Stop listening, let requests in flight finish (briefly), close every connection."""
         with self._lock:
             if self._closed:
                 return
@@ -380,7 +971,18 @@ class Router:
             starting = list(self._starting)
         # Listeners submitted just before close must be up before they can be torn down.
         await asyncio.gather(*(asyncio.wrap_future(f) for f in starting), return_exceptions=True)
-        for runner in self._runners:
-            with contextlib.suppress(Exception):
-                await runner.cleanup()
-        await self._session.close()
+        self._stopping = True  # answers in flight say "Connection: close"; idle clients are closed now
+        for server in self._servers:
+            server.close()
+        for down in list(self._downstreams):
+            if down.idle:
+                down.close()
+        deadline = time.monotonic() + _SHUTDOWN_GRACE_S
+        while self._downstreams and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for down in list(self._downstreams):
+            down.abort()
+        for task in list(self._tasks):
+            task.cancel()
+        self._pool.drop()
+        await asyncio.sleep(0)  # let the transports run their close callbacks
