@@ -148,3 +148,33 @@ def test_inspect_model_on_a_file_says_not_a_directory(tmp_path: Path, capsys: py
     assert err.startswith(f"error: {path}: is not a directory")
     code, _, err = run(["inspect-model", str(tmp_path / "missing")], capsys)
     assert (code, err) == (2, f"error: {tmp_path / 'missing'}: no such directory\n")
+
+
+def test_json_escaped_characters_beyond_the_bmp_are_read_as_written(tmp_path: Path) -> None:
+    """JSON writes U+10000 and up as a surrogate pair; PyYAML alone kept the two halves and the
+    relative-path resolution crashed with UnicodeEncodeError (found by the long hypothesis run)."""
+    import json
+
+    from tfms.cli.files import load
+
+    doc = {"apiVersion": "serving.tfms.dev/v1alpha1", "kind": "TFModelService",
+           "metadata": {"name": "emoji", "annotations": {"note": "\U0001F600"}},
+           "spec": {"project": "example-project", "region": "us-central1",
+                    "model": {"name": "m", "basePath": "models/\U00010000"}}}
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(doc), encoding="utf-8")  # ensure_ascii: "\ud83d\ude00"
+    [manifest] = load([str(path)])
+    assert manifest.obj["metadata"]["annotations"]["note"] == "\U0001F600"
+    assert manifest.obj["spec"]["model"]["basePath"] == str((tmp_path / "models" / "\U00010000").resolve())
+
+
+def test_a_lone_surrogate_escape_is_refused_with_its_field(tmp_path: Path) -> None:
+    from tfms.cli.files import ManifestError, load
+
+    path = tmp_path / "m.json"
+    path.write_text('{"apiVersion": "serving.tfms.dev/v1alpha1", "kind": "TFModelService", '
+                    '"metadata": {"name": "x"}, "spec": {"model": {"basePath": "a\\ud800b"}}}', encoding="utf-8")
+    with pytest.raises(ManifestError) as info:
+        load([str(path)])
+    assert str(info.value) == (f"{path}: spec.model.basePath: a lone UTF-16 surrogate escape (half of a pair) "
+                               "is not valid text")

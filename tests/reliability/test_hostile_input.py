@@ -39,7 +39,8 @@ from tfms.handlers.admission import validate_tfmodelservice
 from tfms.reconcile.objects import reconcile_object
 
 EXAMPLES = 10_000 if LONG else 250
-PROFILE = settings(max_examples=EXAMPLES, deadline=2000, derandomize=not LONG,
+# No deadline: these are correctness checks, and a loaded machine made a 0.1 s example take 3.5 s.
+PROFILE = settings(max_examples=EXAMPLES, deadline=None, derandomize=not LONG,
                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 ROOTS = ("apiVersion", "kind", "metadata", "spec")
 DEFAULTS = Defaults()

@@ -86,6 +86,33 @@ def _check_expansion(root: yaml.Node) -> None:
                 stack.append((child, False))
 
 
+class LoneSurrogate(Exception):
+    """A string with half of a UTF-16 surrogate pair: not text, so no API or file can carry it."""
+
+
+def _unicode(value: Any, where: str = "") -> Any:
+    """Strings as the author meant them. JSON writes a character beyond U+FFFF as a surrogate pair
+    ("\\ud83d\\ude00") and PyYAML keeps the two halves as two code points, which nothing can
+    encode; join each pair, and refuse a lone half, naming its field."""
+    if isinstance(value, str):
+        if not any("\ud800" <= c <= "\udfff" for c in value):
+            return value
+        try:
+            return value.encode("utf-16", "surrogatepass").decode("utf-16")
+        except UnicodeDecodeError:
+            raise LoneSurrogate(f"{where or 'a key'}: a lone UTF-16 surrogate escape (half of a pair) is "
+                                "not valid text") from None
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            key = _unicode(key, where)
+            out[key] = _unicode(item, f"{where}.{key}" if where else str(key))
+        return out
+    if isinstance(value, list):
+        return [_unicode(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
 def yaml_error(path: Path, exc: yaml.YAMLError) -> str:
     """One line naming the file, line and column; PyYAML's own text says `<unicode string>`."""
     if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
@@ -130,13 +157,15 @@ def load(targets: list[str], kind: str = names.KIND) -> list[Manifest]:
             try:
                 if path.stat().st_size > MAX_FILE_BYTES:
                     raise ManifestError(f"{path}: larger than {MAX_FILE_BYTES} bytes")
-                docs = list(yaml.load_all(path.read_text(encoding="utf-8"), Loader=ManifestLoader))
+                docs = [_unicode(d) for d in yaml.load_all(path.read_text(encoding="utf-8"), Loader=ManifestLoader)]
             except yaml.YAMLError as exc:
                 raise ManifestError(yaml_error(path, exc)) from exc
             except (OSError, UnicodeDecodeError) as exc:
                 raise ManifestError(f"{path}: {exc}") from exc
             except RecursionError:
                 raise ManifestError(f"{path}: nested too deeply to be a manifest") from None
+            except LoneSurrogate as exc:
+                raise ManifestError(f"{path}: {exc}") from None
             except ValueError as exc:  # a scalar PyYAML cannot build: a 5000-digit int, a 13th month
                 raise ManifestError(f"{path}: {exc}") from exc
             for index, doc in enumerate(docs):
