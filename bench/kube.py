@@ -9,7 +9,6 @@ restart is done twice, with the shared ListServices snapshot on and off, side by
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import signal
@@ -34,11 +33,13 @@ from bench.common import (
     spec_object,
     stop_process,
 )
+from tfms.api import names
 
 GROUP, VERSION, PLURAL = "serving.tfms.dev", "v1alpha1", "tfmodelservices"
 # Every CRD the operator watches (an unresolved one holds kopf's indexes, and with them handlers).
 CRDS = sorted(p for p in (REPO / "crds").glob("*.yaml") if p.name != "kustomization.yaml")
-DIFFBASE = "tfms.dev/last-handled-configuration"
+# Where kopf stores the handled spec: the operator moves kopf's bookkeeping under its own prefix.
+DIFFBASE = f"{names.KOPF_PREFIX}/last-handled-configuration"
 
 
 def _cluster(workdir: Path) -> Any:
@@ -268,10 +269,8 @@ def _one_size(cluster: Any, workdir: Path, size: int, floor_work: float | None, 
             out["converge_s"] = time.monotonic() - began
             out["create_objects_s"] = created - began
             # Stopped before kopf stores the handled spec, a restart would see creations, not resumes.
-            # Not fatal: kopf of this tree may keep it elsewhere; then the restart sees creations, and says so.
-            with contextlib.suppress(TimeoutError):
-                wait_until("kopf's bookkeeping", lambda: objects.settled_count() >= size + 1, 10 + size / 50, op,
-                           step=0.2)
+            wait_until("kopf's bookkeeping", lambda: objects.settled_count() >= size + 1, 10 + size / 50, op,
+                       step=0.2)
             out["settled"] = objects.settled_count()
             assert op.popen is not None
             out["converge_peak_rss_mib"] = memory_mib(op.popen.pid).get("VmHWM", float("nan"))
