@@ -285,6 +285,38 @@ CASES: list[tuple[str, Mutator, set[tuple[str, str]]]] = [
         {("spec.access.invokers[0]", "invoker-member")},
     ),
     (
+        "invoker email without a dotted domain (IAM refuses it at SetIamPolicy, after the deploy)",
+        _set("spec.access", {"invokers": ["user:a@b", "group:ops@corp", "domain:example"]}),
+        {("spec.access.invokers[0]", "invoker-member"), ("spec.access.invokers[1]", "invoker-member"),
+         ("spec.access.invokers[2]", "invoker-member")},
+    ),
+    (
+        "canary with an empty step list (would silently mean all at once)",
+        _set("spec.rollout", {"strategy": "canary", "steps": []}),
+        {("spec.rollout.steps", "steps-empty")},
+    ),
+    (
+        "canary settings without the canary strategy (would be silently ignored)",
+        _set("spec.rollout", {"steps": [10, 100], "manualGates": True, "interval": "1m"}),
+        {("spec.rollout.steps", "canary-only"), ("spec.rollout.manualGates", "canary-only"),
+         ("spec.rollout.interval", "canary-only")},
+    ),
+    (
+        "immediate with an analysis",
+        _set("spec.rollout", {"strategy": "immediate", "analysis": {"maxErrorRate": 0.1}}),
+        {("spec.rollout.analysis", "canary-only")},
+    ),
+    (
+        "canary step interval beyond 7 days",
+        _set("spec.rollout", {"strategy": "canary", "interval": "99999999h"}),
+        {("spec.rollout.interval", "interval-range")},
+    ),
+    (
+        "canary step interval of zero",
+        _set("spec.rollout", {"strategy": "canary", "interval": "0s"}),
+        {("spec.rollout.interval", "interval-range")},
+    ),
+    (
         "service account not an email",
         _set("spec.serviceAccount", "fraud-sa"),
         {("spec.serviceAccount", "service-account")},
@@ -352,3 +384,31 @@ def test_malformed_specs_never_crash(garbage: Any) -> None:
     obj["spec"] = garbage if not isinstance(garbage, dict) else {**obj["spec"], **garbage}
     errors = validate(obj)
     assert errors and all(e.path.startswith("spec") for e in errors)
+
+
+MEMBERS = ["user:a@b", "user:a@b.co", "group:ops@corp", "group:ops@corp.example.com",
+           "serviceAccount:sa@p.iam.gserviceaccount.com", "serviceAccount:sa@p", "domain:example",
+           "domain:example.com", "domain:EXAMPLE.COM", "user:a:b@c.com", "principal://iam.googleapis.com/x",
+           "principalSet://iam.googleapis.com/x", "user:@b.com", "user:a@b.", "user:a@.com"]
+
+
+@pytest.mark.parametrize("member", MEMBERS)
+def test_invoker_rule_agrees_with_what_cloud_run_iam_accepts(member: str) -> None:
+    """validate must refuse exactly what SetIamPolicy would: no deploy that then fails on IAM."""
+    from tfms.emulator.iam import member_ok
+
+    obj = base_object(access={"invokers": [member]})
+    rules = {(e.path, e.rule) for e in validate(obj)}
+    assert (("spec.access.invokers[0]", "invoker-member") not in rules) is member_ok(member)
+
+
+def test_an_unpinned_default_image_is_blamed_on_its_variable() -> None:
+    """The user wrote no image: the error must send them to TFMS_DEFAULT_IMAGE, not their spec."""
+    obj = base_object()
+    obj["spec"]["runtime"].pop("image", None)
+    (err,) = validate(obj, Defaults(project="example-project", image="tensorflow/serving:latest"))
+    assert (err.path, err.rule) == ("spec.runtime.image (from TFMS_DEFAULT_IMAGE=tensorflow/serving:latest)",
+                                    "image-pinned")
+    obj["spec"]["runtime"]["image"] = "tensorflow/serving:latest"
+    (err,) = validate(obj, Defaults(project="example-project"))
+    assert err.path == "spec.runtime.image"

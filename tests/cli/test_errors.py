@@ -3,6 +3,7 @@ with exit 2 for usage and environment errors and 1 for invalid specs: never a tr
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -22,7 +23,8 @@ from tfms.backends.errors import Transient
 from tfms.cli.main import main
 
 ENV_VARS = ("TFMS_EMULATOR_PORT", "TFMS_EMULATOR_REST_PORT", "TFMS_LOG_LEVEL", "TFMS_POLL_INTERVAL",
-            "TFMS_APPLY_TIMEOUT", "TFMS_PROJECT", "TFMS_REGION", "TFMS_CLOUDRUN_ENDPOINT", "TFMS_METRICS_URL")
+            "TFMS_APPLY_TIMEOUT", "TFMS_PROJECT", "TFMS_REGION", "TFMS_CLOUDRUN_ENDPOINT", "TFMS_METRICS_URL",
+            "TFMS_ROUTER_HOST", "TFMS_LOCAL_DIR")
 
 
 @pytest.fixture(autouse=True)
@@ -102,6 +104,13 @@ SETTINGS_CASES = [
     pytest.param(["validate", "FILE"], {"TFMS_PROJECT": "Bad_Project"}, 2,
                  "error: TFMS_PROJECT: a project ID is 6-30 lowercase letters, digits or '-', starting with a "
                  "letter [project-id] (got 'Bad_Project'", id="project-default"),
+    pytest.param(["up", "--port", "0", "FILE"], {"TFMS_ROUTER_HOST": "999.1.1.1"}, 2,
+                 "error: $TFMS_ROUTER_HOST='999.1.1.1': the router cannot listen there",
+                 id="router-host-not-an-address"),
+    pytest.param(["emulator", "--local", "--port", "0"], {"TFMS_ROUTER_HOST": "192.0.2.7"}, 2,
+                 "error: $TFMS_ROUTER_HOST='192.0.2.7': the router cannot listen there", id="router-host-not-local"),
+    pytest.param(["up", "--port", "0", "FILE"], {"TFMS_LOCAL_DIR": "/dev/null/work"}, 2,
+                 "error: $TFMS_LOCAL_DIR='/dev/null/work': cannot create the directory", id="local-dir-uncreatable"),
     pytest.param(["render", "FILE"], {"TFMS_REGION": "mars"}, 2,
                  "error: TFMS_REGION: must be a Cloud Run region such as us-central1 [region] (got 'mars'",
                  id="region-default"),
@@ -220,3 +229,15 @@ def test_busy_rest_port_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
         code, _, err = run(["emulator", "--port", "0", "--rest-port", str(busy)], capsys)
     assert code == 2
     assert _error_line(err) == f"error: cannot listen on 127.0.0.1:{busy} (REST): port {busy} is already in use"
+
+
+def test_a_reader_that_stops_early_is_not_an_error(manifest: Path) -> None:
+    """`tfms render FILE | head -1`: the pipe closes before tfms writes; no error line, no traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before tfms writes a byte
+    try:
+        done = subprocess.run([sys.executable, "-m", "tfms.cli.main", "render", str(manifest), "-o", "yaml"],
+                              stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (141, "")

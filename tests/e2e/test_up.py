@@ -139,6 +139,8 @@ def test_canary_split_and_tag_urls(up: UpProcess, tmp_path: Path) -> None:
     channel.close()
     tags = {t.tag: t.uri for t in live.traffic_statuses if t.tag}
     assert set(tags) == {"stable", "canary"}
+    for tag, uri in tags.items():  # apply tells the user each tag's URL
+        assert f"half-plus-two tag {tag}: {uri}" in result.stdout.splitlines(), result.stdout
     for tag, expected in (("stable", 2.5), ("canary", 3.5)):
         seen = {_post(f"{tags[tag]}/v1/models/half_plus_two:predict", {"instances": [1.0]})[1]["predictions"][0]
                 for _ in range(20)}

@@ -127,3 +127,17 @@ def test_status_page_root_and_unknown_files(api: Api) -> None:
     assert status == 200 and content_type.startswith("text/html") and b'src="app.js"' in body
     assert fetch(api, "/_emulator/ui/secrets.txt")[0] == 404
     assert api.emulator.status_url == f"{api.emulator.rest_url}/_emulator/ui/"
+
+
+def test_metrics_take_a_revision_by_short_name_as_the_console_shows_it(api: Api) -> None:
+    svc = api.create_ready("svc", template(revision="svc-a"))
+    by_name = {}
+    for revision in (f"{svc.name}/revisions/svc-a", "svc-a"):
+        query = urllib.parse.urlencode({"service": svc.name, "revision": revision, "start": "0", "end": "1"})
+        status, _, body = fetch(api, "/_emulator/metrics?" + query)
+        assert status == 200, body
+        by_name[revision] = json.loads(body)
+    assert by_name["svc-a"] == by_name[f"{svc.name}/revisions/svc-a"] and by_name["svc-a"]["requests"] == 0
+    status, _, body = fetch(api, "/_emulator/metrics?" + urllib.parse.urlencode(
+        {"service": svc.name, "revision": "svc-zz"}))
+    assert status == 404 and b"svc/revisions/svc-zz not found" in body

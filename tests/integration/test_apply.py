@@ -158,3 +158,14 @@ def test_cli_apply_prints_table(emulator: Emulator, tmp_path: Path, capsys: pyte
     assert row.split()[0] == "fraud-scorer" and row.split()[2] == "True"
     assert main(["apply", "-f", str(path), "--endpoint", emulator.address]) == 0
     assert [c.method for c in emulator.control.calls if c.method in WRITES] == ["CreateService"]
+
+
+def test_cli_apply_prints_each_tag_url(emulator: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tag's URL reaches its revision at any percent: apply is where the user learns it."""
+    monkeypatch.setenv("TFMS_POLL_INTERVAL", "0.01")
+    path = tmp_path / "svc.yaml"
+    path.write_text(yaml.safe_dump(base_object(traffic=[{"latestRevision": True, "percent": 100, "tag": "live"}])))
+    assert main(["apply", "-f", str(path), "--endpoint", emulator.address, "--timeout", "20"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if " tag " in line]
+    assert len(lines) == 1 and lines[0].startswith("fraud-scorer tag live: https://live---fraud-scorer-"), lines

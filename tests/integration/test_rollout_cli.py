@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from tests.conftest import base_object
+from tests.reliability.crashkit import live_split
 from tfms.cli.main import main
 from tfms.emulator import Emulator
 
@@ -50,6 +51,7 @@ def test_gate_resume_promote_and_rollback_from_the_cli(emulator: Emulator, tmp_p
     assert main(["rollout", "resume", "-f", str(v2), *endpoint]) == 0  # approves the gate: promoted
     row = _status(emulator, v2, capsys)
     assert (row["phase"], row["weight"]) == ("Succeeded", 100)
+    assert (row["stable"], row["previous"]) == (row["revision"], stable)  # promoted: it is the stable one now
 
     assert main(["rollout", "rollback", "-f", str(v2), *endpoint]) == 0
     row = _status(emulator, v2, capsys)
@@ -72,3 +74,26 @@ def test_rollout_of_a_non_canary_service_is_a_clear_error(tmp_path: Path) -> Non
     path.write_text(yaml.safe_dump(base_object()))
     with pytest.raises(SystemExit, match=r"none of these services uses rollout\.strategy: canary"):
         main(["rollout", "status", "-f", str(path)])
+
+
+def test_promote_of_a_candidate_cloud_run_failed_is_refused_and_moves_no_traffic(
+        emulator: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reported path: the new revision fails, `apply --no-wait` returns before any pass has
+    seen it, and a person promotes. Cloud Run must keep serving the stable revision."""
+    monkeypatch.setenv("TFMS_POLL_INTERVAL", "0.01")
+    v1, v2 = _write(tmp_path, 1), _write(tmp_path, 2)
+    endpoint = ["--endpoint", emulator.address]
+    assert main(["apply", "-f", str(v1), *endpoint]) == 0
+    stable = _status(emulator, v1, capsys)["revision"]
+    emulator.control.fail_next_revision("CONTAINER_MISSING", "Image not found.")
+    assert main(["apply", "-f", str(v2), "--no-wait", *endpoint]) == 0
+    capsys.readouterr()
+
+    code = main(["rollout", "promote", "-f", str(v2), *endpoint])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "RolloutActionRefused" in out and "did not become ready" in out and "Image not found." in out
+    assert live_split(emulator, "fraud-scorer") == {stable: 100}
+    row = _status(emulator, v2, capsys)
+    assert row["phase"] != "Succeeded"

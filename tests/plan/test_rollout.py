@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from tfms.api.durations import parse_duration
 from tfms.api.model import Analysis, RolloutSpec
 from tfms.plan.analysis import WindowStats
 from tfms.plan.rollout import (
@@ -15,7 +16,6 @@ from tfms.plan.rollout import (
     RolloutState,
     apply_action,
     decide,
-    parse_interval,
     state_of,
     traffic_for,
 )
@@ -139,8 +139,21 @@ def test_takeover_of_a_service_without_rollout_state() -> None:
 def test_on_demand_actions(phase: Phase, action: Action, expected_phase: Phase,
                            split: dict[str, tuple[int, str]]) -> None:
     state = RolloutState("s-b", "s-a", phase, step=0, weight=10 if phase.active else 100, step_started=1)
-    new, _event = apply_action(state, action)
+    new, _event = apply_action(state, action, _live(state))
     assert new.phase is expected_phase and _split(traffic_for(new)) == split
+
+
+@pytest.mark.parametrize(("live", "why"), [
+    ({"ready": "s-a", "created": "s-b", "failed": "container failed to start"}, "did not become ready"),
+    ({"ready": "s-a", "created": "s-b"}, "is not Ready yet"),
+])
+def test_promote_never_sends_traffic_to_a_candidate_cloud_run_has_not_made_ready(
+        live: dict[str, str], why: str) -> None:
+    # The stored state still says Progressing: Cloud Run failed the revision (or is still starting
+    # it) after the last pass, and a person asks to promote before the next one.
+    state = RolloutState("s-b", "s-a", Phase.PROGRESSING, step=-1, weight=0)
+    with pytest.raises(ValueError, match=why):
+        apply_action(state, Action.PROMOTE, _live(state, **live))
 
 
 def test_rolled_back_state_holds_until_the_spec_changes() -> None:
@@ -162,8 +175,8 @@ def test_state_round_trips_and_garbage_is_ignored() -> None:
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("5m", 300), ("30s", 30), ("1h30m", 5400), ("250ms", 0.25)])
-def test_parse_interval(text: str, seconds: float) -> None:
-    assert parse_interval(text) == seconds
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
 
 
 def test_manual_gates_hold_every_step_after_the_first_and_an_approval_takes_it_at_once() -> None:
@@ -179,3 +192,9 @@ def test_manual_gates_hold_every_step_after_the_first_and_an_approval_takes_it_a
     again, _ = apply_action(held, Action.RESUME)
     window = decide(gated, "s-b", _live(again), now=300, interval_s=60).state
     assert (window.phase, window.weight, window.step_started) == (Phase.PROGRESSING, 10, 300)
+
+
+@pytest.mark.parametrize("phase", [Phase.ABORTED, Phase.ROLLED_BACK, Phase.FAILED])
+def test_rollback_after_the_stable_revision_took_back_all_traffic_says_so(phase: Phase) -> None:
+    with pytest.raises(ValueError, match=f"is {phase.value} and s-a already serves 100%"):
+        apply_action(RolloutState("s-b", "s-a", phase, weight=0), Action.ROLLBACK)

@@ -68,7 +68,10 @@ DURATION_PATTERN: Final = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 LABEL_KEY_PATTERN: Final = r"^[a-z][a-z0-9_-]{0,62}$"
 LABEL_VALUE_PATTERN: Final = r"^[a-z0-9_-]{0,63}$"
 MEMBER_PATTERN: Final = (
-    r"^(user|group|serviceAccount):[^@\s]+@[^@\s]+$|^domain:[a-z0-9.-]+$|^principal(Set)?://\S+$"
+    # IAM takes an email only with a dotted domain and a domain: member only as a DNS name with a
+    # top-level domain; anything looser passes here and fails at SetIamPolicy, after the deploy.
+    r"^(user|group|serviceAccount):[^@\s:]+@[^@\s:]+\.[^@\s:.]+$|^domain:[a-z0-9.-]+\.[a-z]{2,}$"
+    r"|^principal(Set)?://\S+$"
 )
 
 _SECRET_REF: Final = _obj(
@@ -304,8 +307,9 @@ SPEC_SCHEMA: Final[JSON] = _obj(
                     "Members granted roles/run.invoker: user:, group:, serviceAccount:, domain:, principal:// "
                     "(use public for allUsers).",
                     _named({"type": "string", "maxLength": 512, "pattern": MEMBER_PATTERN}, "invoker-member",
-                           "members are user:EMAIL, group:EMAIL, serviceAccount:EMAIL, domain:DOMAIN or "
-                           "principal(Set)://...; use public: true instead of allUsers"), 1500,
+                           "members are user:EMAIL, group:EMAIL, serviceAccount:EMAIL (an email with a dotted "
+                           "domain), domain:DNS.NAME or principal(Set)://...; use public: true instead of "
+                           "allUsers"), 1500,
                 ),
                 "invokersMode": _str(
                     "Additive (default): tfms adds and removes only the roles/run.invoker members it granted "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace as dc_replace
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any, Final, TypeGuard
@@ -17,6 +18,7 @@ import jsonschema
 
 from tfms.api import limits, names
 from tfms.api.defaults import Defaults, with_defaults
+from tfms.api.durations import parse_duration
 from tfms.api.errors import FieldError, SpecInvalid
 from tfms.api.model import (
     AccessSpec,
@@ -35,7 +37,7 @@ from tfms.api.model import (
     TrafficTarget,
 )
 from tfms.api.quantities import parse_cpu, parse_memory
-from tfms.api.schema import MESSAGE, RULE, SPEC_SCHEMA
+from tfms.api.schema import DURATION_PATTERN, MESSAGE, RULE, SPEC_SCHEMA
 
 _DIGEST_RE: Final = re.compile(r"@sha256:[0-9a-f]{64}$")
 # The container image reference grammar (github.com/distribution/reference): [host[:port]/]path[:tag][@digest].
@@ -62,6 +64,7 @@ _OWNED_FLAG_FIELDS: Final = {
 # The first TF Serving release whose REST API routes /labels/ paths [inferred from the release
 # history around tensorflow/serving#1555; older servers only take labels over gRPC].
 REST_LABELS_MIN_VERSION: Final = (2, 3)
+MAX_STEP_INTERVAL_S: Final = 7 * 24 * 3600  # longer is a typo ('5h' for '5m'), not a rollout plan
 _TF_SERVING_TAG: Final = re.compile(r"^(\d+)\.(\d+)(?:\.\d+)?(?:-[a-z0-9-]+)?$")
 # Set by Cloud Run itself, or by tfms for TF Serving.
 RESERVED_ENV: Final = frozenset({"PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION", names.MODEL_CONFIG_ENV})
@@ -462,10 +465,38 @@ def _rollout_errors(spec: Mapping[str, Any]) -> Iterator[FieldError]:
                              steps)
         if steps[-1] != 100:
             yield FieldError("spec.rollout.steps", "steps-end-at-100", "the last canary step must be 100", steps)
+    interval = rollout.get("interval")
+    if isinstance(interval, str) and re.fullmatch(DURATION_PATTERN, interval):
+        seconds = parse_duration(interval)
+        if not 0 < seconds <= MAX_STEP_INTERVAL_S:
+            yield FieldError("spec.rollout.interval", "interval-range",
+                             "a canary step lasts more than 0 and at most 7 days (168h); to hold a step "
+                             "until someone approves it, use manualGates", interval)
     traffic = spec.get("traffic")
     if rollout.get("strategy") == "canary" and isinstance(traffic, list) and traffic:
         yield FieldError("spec.traffic", "canary-owns-traffic",
                          "a canary rollout manages traffic itself; leave spec.traffic empty")
+
+
+def _rollout_intent_errors(spec: Mapping[str, Any]) -> Iterator[FieldError]:
+    """On the spec as written (before defaults): canary settings without the canary strategy
+    would be silently ignored, and an empty step list would silently mean 'all at once'."""
+    rollout = spec.get("rollout")
+    if not _is_dict(rollout):
+        return
+    canary = rollout.get("strategy") == "canary"
+    if rollout.get("steps") == [] and canary:
+        yield FieldError("spec.rollout.steps", "steps-empty", "a canary needs at least one step ending at 100 "
+                         "(leave steps out for the default [10, 50, 100])", [])
+    if canary:
+        return
+    set_fields = [f for f in ("steps", "interval", "manualGates", "analysis")
+                  if rollout.get(f) not in (None, [], False)]
+    for f in set_fields:
+        yield FieldError(f"spec.rollout.{f}", "canary-only",
+                         f"{f} applies only to strategy: canary (strategy is "
+                         f"{rollout.get('strategy') or 'immediate, the default'}, which moves 100% at once)",
+                         rollout.get(f))
 
 
 def _semantic_errors(service_id: str, spec: Mapping[str, Any]) -> Iterator[FieldError]:
@@ -532,8 +563,15 @@ def validate(obj: Mapping[str, Any], defaults: Defaults | None = None) -> list[F
         errors.append(too_deep)
         return sorted(set(errors))
     errors.extend(_schema_errors(spec))
-    defaulted = with_defaults(spec, defaults or Defaults())
-    errors.extend(_semantic_errors(service_id if isinstance(service_id, str) else "", defaulted))
+    errors.extend(_rollout_intent_errors(spec))
+    defaults = defaults or Defaults()
+    defaulted = with_defaults(spec, defaults)
+    semantic = list(_semantic_errors(service_id if isinstance(service_id, str) else "", defaulted))
+    runtime = spec.get("runtime")
+    if not (_is_dict(runtime) and "image" in runtime):  # the image came from the operator's setting: say so
+        semantic = [dc_replace(e, path=f"{e.path} (from TFMS_DEFAULT_IMAGE={defaults.image})")
+                    if e.path == "spec.runtime.image" else e for e in semantic]
+    errors.extend(semantic)
     return sorted({_redacted(e) for e in errors})
 
 

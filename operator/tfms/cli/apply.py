@@ -168,3 +168,13 @@ def results_table(results: list[Result]) -> str:
             "" if r.state.phase is Phase.READY else f"{r.state.reason}: {r.state.message}",
         ])
     return table(rows, ["SERVICE", "URL", "READY", "REVISION", "TRAFFIC", "REASON"])
+
+
+def tag_urls(result: Result) -> list[tuple[str, str]]:
+    """(tag, URL) of each tagged traffic target: each reaches its revision whatever its percent."""
+    statuses = (result.live or {}).get("trafficStatuses", []) or []
+    return [(str(t["tag"]), str(t["uri"])) for t in statuses if t.get("tag") and t.get("uri")]
+
+
+def tag_lines(results: list[Result]) -> list[str]:
+    return [f"{r.svc.name} tag {tag}: {uri}" for r in results for tag, uri in tag_urls(r)]

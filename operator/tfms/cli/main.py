@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from tfms.reconcile.preflight import ModelCheck
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a process killed by SIGPIPE
 DEFAULT_EMULATOR_PORT = 8089
 
 
@@ -99,7 +101,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def cmd_apply(args: argparse.Namespace) -> int:
     from tfms.api.defaults import Defaults as _Defaults
-    from tfms.cli.apply import apply_all, parse_all, results_table
+    from tfms.cli.apply import apply_all, parse_all, results_table, tag_lines
     from tfms.plan.convergence import Phase
 
     services = parse_all(load(args.files), _Defaults.from_env(os.environ))
@@ -112,6 +114,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
         model_check=_model_check(args.check_model),
     ))
     print(results_table(results))
+    for line in tag_lines(results):
+        print(line)
     ok = all(r.state.phase is Phase.READY or r.state.reason == "RolloutPaused"
              or (args.no_wait and not r.state.done) for r in results)
     return EXIT_OK if ok else EXIT_INVALID
@@ -180,7 +184,10 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     if args.local:
         from tfms.emulator.local import LocalExecutor
 
-        executor = LocalExecutor()
+        try:
+            executor = LocalExecutor()
+        except ValueError as exc:  # a TFMS_* setting nothing can use, named by the executor
+            raise UsageError(str(exc)) from None
     config = EmulatorConfig(ready_delay=args.ready_delay, state_file=args.state)
     serve_forever(args.host, _port(args), config, executor, rest_port=args.rest_port)
     return EXIT_OK
@@ -321,6 +328,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ManifestError, UsageError, SettingInvalid, BackendError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # `tfms render ... | head`: the reader has all it wanted
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return EXIT_BROKEN_PIPE
     except OSError as exc:  # the environment: a busy port, an unreadable file
         print(f"error: {exc.strerror if exc.strerror and exc.filename is None else exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -47,9 +47,14 @@ def status_rows(live: dict[str, Any] | None, svc: TFModelService) -> dict[str, A
         return {**row, "phase": "NotDeployed"}
     if state is None:
         return {**row, "phase": "NoRollout"}
-    row.update(phase=state.phase.value, revision=state.revision, stable=state.stable, step=state.step,
+    # Once promoted, the candidate is the stable revision and the old one is kept (0%, tag prev).
+    promoted = state.phase.value == "Succeeded"
+    row.update(phase=state.phase.value, revision=state.revision,
+               stable=state.revision if promoted else state.stable, step=state.step,
                weight=state.weight, message=state.message, analysis=state.analysis,
                stepStarted=state.step_started)
+    if promoted and state.stable and state.stable != state.revision:
+        row["previous"] = state.stable
     return row
 
 

@@ -13,7 +13,8 @@ import threading
 from types import FrameType
 
 from tfms.api.defaults import Defaults
-from tfms.cli.apply import apply_all, parse_all, results_table
+from tfms.cli.apply import apply_all, parse_all, results_table, tag_urls
+from tfms.cli.env import UsageError
 from tfms.cli.files import load
 from tfms.plan.convergence import Phase
 from tfms.reconcile.preflight import ModelCheck
@@ -26,9 +27,7 @@ def _urls(results: list) -> list[str]:  # type: ignore[type-arg]
     for r in results:
         live = r.live or {}
         lines.append(f"{r.svc.name}: {live.get('uri', '-')}")
-        for t in live.get("trafficStatuses", []) or []:
-            if t.get("tag") and t.get("uri"):
-                lines.append(f"  tag {t['tag']}: {t['uri']}")
+        lines.extend(f"  tag {tag}: {uri}" for tag, uri in tag_urls(r))
         lines.append(f"  predict: curl -s -d '{{\"instances\": [1.0]}}' "
                      f"{live.get('uri', '')}/v1/models/{r.svc.model.name}:predict")
     return lines
@@ -49,7 +48,12 @@ def up(files: list[str], *, host: str, port: int, timeout: float, model_check: M
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    executor = LocalExecutor()
+    try:
+        executor = LocalExecutor()
+    except ValueError as exc:  # a TFMS_* setting nothing can use, named by the executor
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        raise UsageError(str(exc)) from None
     emulator = Emulator(EmulatorConfig(), executor=executor)
     try:
         address = emulator.start(host, port, rest_port=0)

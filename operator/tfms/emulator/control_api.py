@@ -251,7 +251,9 @@ def control_routes(
         query = request.query
         service, revision = query.get("service", ""), query.get("revision", "")
         if not service or not revision:
-            raise BadControlRequest("'service' and 'revision' (full resource names) are required")
+            raise BadControlRequest("'service' (full resource name) and 'revision' (full or short name) are required")
+        if "/" not in revision:  # the short name, as `tfms up` and Cloud Run's console show it
+            revision = f"{service}/revisions/{revision}"
         if not revision.startswith(f"{service}/revisions/"):
             raise BadControlRequest(f"{revision!r} is not a revision of {service!r}")
         end = _query_number(query, "end", time.time())

@@ -155,11 +155,23 @@ def _serving(live: Mapping[str, Any] | None) -> str:
     return best
 
 
-def apply_action(state: RolloutState, action: Action) -> tuple[RolloutState, tuple[str, str, str]]:
-    """An on-demand action; raises ValueError when it makes no sense in this phase."""
+def apply_action(state: RolloutState, action: Action,
+                 live: Mapping[str, Any] | None = None) -> tuple[RolloutState, tuple[str, str, str]]:
+    """An on-demand action; raises ValueError when it makes no sense in this phase.
+
+    `live` is the Cloud Run service as read now: promote checks the candidate against it, since
+    the stored state may not yet know that Cloud Run failed the revision (B-021 holds for people too).
+    """
     if action is Action.PROMOTE:
         if not state.phase.active:
             raise ValueError(f"nothing to promote: the rollout of {state.revision} is {state.phase.value}")
+        failed = _failed(live or {}, state.revision)
+        if failed:
+            raise ValueError(f"{state.revision} did not become ready ({failed}); promote would send all "
+                             f"traffic to a failed revision: abort or apply a fixed spec instead")
+        if not _ready(live or {}, state.revision):
+            raise ValueError(f"{state.revision} is not Ready yet: promote once Cloud Run reports it Ready "
+                             "(tfms rollout status)")
         return (replace(state, phase=Phase.SUCCEEDED, weight=100, message="promoted on demand"),
                 ("Normal", "Promoted", f"{state.revision} promoted on demand: 100% of traffic"))
     if action is Action.PAUSE:
@@ -189,6 +201,9 @@ def apply_action(state: RolloutState, action: Action) -> tuple[RolloutState, tup
             back = RolloutState(revision=state.revision, stable=state.stable, phase=Phase.ROLLED_BACK,
                                 message="rolled back after promotion, on demand")
             return back, ("Warning", "RolledBack", f"100% back to {state.stable}; {state.revision} kept as prev")
+        if state.phase in (Phase.ABORTED, Phase.ROLLED_BACK, Phase.FAILED) and state.stable:
+            raise ValueError(f"nothing to roll back: the rollout of {state.revision} is {state.phase.value} and "
+                             f"{state.stable} already serves 100%; apply a new spec to roll out again")
         raise ValueError("no previous stable revision to roll back to")
     raise ValueError(f"unknown action {action}")
 
@@ -289,25 +304,3 @@ def _figures(stats: WindowStats) -> dict[str, Any]:
     if stats.p99_ms is not None:
         out["p99Ms"] = round(stats.p99_ms, 1)
     return out
-
-
-def parse_interval(text: str) -> float:
-    """'5m', '30s', '1h30m', '250ms' -> seconds."""
-    total, number = 0.0, ""
-    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-    i = 0
-    while i < len(text):
-        c = text[i]
-        if c.isdigit() or c == ".":
-            number += c
-            i += 1
-            continue
-        unit = text[i:i + 2] if text[i:i + 2] == "ms" else c
-        if unit not in units or not number:
-            raise ValueError(f"not a duration: {text!r}")
-        total += float(number) * units[unit]
-        number = ""
-        i += len(unit)
-    if number:
-        raise ValueError(f"not a duration (missing unit): {text!r}")
-    return total

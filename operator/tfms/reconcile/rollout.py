@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from tfms.api.durations import parse_duration
 from tfms.api.model import TFModelService
 from tfms.backends.metrics import MetricsSource
 from tfms.plan import rollout as machine
@@ -34,11 +35,11 @@ async def decide(svc: TFModelService, rendered: RenderedService, live: dict[str,
         if state is None or (state.revision != rendered.revision and ctx.action is not machine.Action.ROLLBACK):
             raise RolloutActionRefused(f"no rollout of {rendered.revision} to {ctx.action.value}")
         try:
-            new_state, event = machine.apply_action(state, ctx.action)
+            new_state, event = machine.apply_action(state, ctx.action, live)
         except ValueError as exc:
             raise RolloutActionRefused(str(exc)) from exc
         return machine.Decision(machine.traffic_for(new_state), new_state, [event])
-    interval = machine.parse_interval(svc.rollout.interval)
+    interval = parse_duration(svc.rollout.interval)
     first = machine.decide(svc.rollout, rendered.revision, live, ctx.now, None, interval)
     if first.metrics_window is None or ctx.metrics is None or not first.state.weight:
         return first

@@ -111,7 +111,12 @@ class LocalExecutor:
         configured = run_dir if run_dir is not None else os.environ.get(LOCAL_DIR_ENV)
         if configured:
             self.run_dir = Path(configured).resolve()
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                source = "run_dir" if run_dir is not None else f"${LOCAL_DIR_ENV}"
+                raise ValueError(f"{source}={str(configured)!r}: cannot create the directory for revision "
+                                 f"work dirs ({exc.strerror or exc})") from exc
             self._owns_run_dir = False
         else:
             self.run_dir = Path(tempfile.mkdtemp(prefix="tfms-local-"))
@@ -126,7 +131,13 @@ class LocalExecutor:
         self._ports_in_use: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._notifier = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tfms-local-events")
-        self._router = Router(router_host, backend_host=runtime_host)
+        try:
+            self._router = Router(router_host, backend_host=runtime_host)
+        except ValueError:
+            if self._owns_run_dir:
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+            self._notifier.shutdown(wait=False)
+            raise
         self._supervisor = LoopThread("tfms-local-supervisor")
 
     # -- Executor protocol ------------------------------------------------------------
