@@ -97,3 +97,44 @@ def test_promote_of_a_candidate_cloud_run_failed_is_refused_and_moves_no_traffic
     assert live_split(emulator, "fraud-scorer") == {stable: 100}
     row = _status(emulator, v2, capsys)
     assert row["phase"] != "Succeeded"
+
+
+def test_the_service_name_may_follow_the_files(emulator: Emulator, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    v1 = _write(tmp_path, 1)
+    for argv in (["rollout", "status", "fraud-scorer", "-f", str(v1)], ["rollout", "status", "-f", str(v1),
+                                                                        "fraud-scorer"]):
+        capsys.readouterr()
+        assert main([*argv, "--endpoint", emulator.address, "-o", "json"]) == 0
+        assert [r["service"] for r in json.loads(capsys.readouterr().out)] == ["fraud-scorer"]
+    with pytest.raises(SystemExit) as exc:
+        main(["rollout", "status", "-f", str(v1), "fraud-scorer", "extra"])
+    assert exc.value.code == 2
+    assert "unrecognized arguments: fraud-scorer extra" in capsys.readouterr().err
+
+
+
+def test_no_wait_reports_the_write_not_the_old_traffic(emulator: Emulator, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TFMS_POLL_INTERVAL", "0.01")
+    endpoint = ["--endpoint", emulator.address, "--no-check-model"]
+    v1, v2 = _write(tmp_path, 1), _write(tmp_path, 2)
+    assert main(["apply", "-f", str(v1), *endpoint]) == 0
+    assert main(["apply", "-f", str(v2), *endpoint]) == 0  # paused at the manual gate, canary at 25%
+    capsys.readouterr()
+
+    assert main(["rollout", "resume", "--no-wait", "-f", str(v2), "--endpoint", emulator.address]) == 0
+    out, err = capsys.readouterr()
+    lines = out.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("fraud-scorer: resume written (update: rollout state | rollout Progressing: resumed)")
+    assert lines[0].endswith("; not waiting for it (follow it with: tfms rollout status --watch fraud-scorer -f FILE)")
+    assert "NotWaited" not in out and "TRAFFIC" not in out
+    assert "(0.0s)" not in err
+
+    capsys.readouterr()
+    assert main(["rollout", "status", "-f", str(v2), "--endpoint", emulator.address, "-o", "json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    # The resume was written and nothing more: no later step ran, as the line said.
+    assert (row["phase"], row["weight"], row["message"]) == ("Progressing", 25, "resumed")

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.kube.cluster import KubeCluster, KubeError, bootstrap, cache_dir
+from tfms.emulator import Emulator, EmulatorConfig
 
 
 @pytest.fixture(scope="session")
@@ -44,3 +45,12 @@ def kube(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     finally:
         if cluster is not None:
             cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[Emulator]:
+    """One Cloud Run emulator per module: revisions become ready after 0.1 s, as an operator sees them."""
+    emu = Emulator(EmulatorConfig(ready_delay=0.1))
+    emu.start()
+    yield emu
+    emu.stop()

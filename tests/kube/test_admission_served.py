@@ -46,7 +46,7 @@ from tests.api.test_guardrails import POLICY, SA
 from tests.conftest import base_object
 from tests.kube.cluster import REPO, KopfThread, KubeCluster, KubeError, free_ports
 from tfms.api import names
-from tfms.emulator import Emulator, EmulatorConfig
+from tfms.emulator import Emulator
 
 CRD = REPO / "crds" / "tfmodelservice.yaml"
 POLICY_CRD = REPO / "crds" / "tfmodelservicepolicy.yaml"
@@ -184,14 +184,6 @@ def _ok(name: str, **spec: Any) -> dict[str, Any]:
     obj = base_object(**{"serviceAccount": SA, "scaling": {"maxInstances": 10}, **spec})
     obj["metadata"] = {"name": name, "namespace": NAMESPACE}
     return obj
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    emu = Emulator(EmulatorConfig(ready_delay=0.1))
-    emu.start()
-    yield emu
-    emu.stop()
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from google.cloud.run_v2.services.services.transports import ServicesGrpcTranspo
 
 from tests.kube.cluster import REPO, KubeCluster, KubeError
 from tests.kube.test_cluster import tfms
-from tfms.emulator import Emulator, EmulatorConfig
+from tfms.emulator import Emulator
 
 CRD = REPO / "crds" / "tfmodelservice.yaml"
 WRITES = {"CreateService", "UpdateService", "DeleteService", "SetIamPolicy"}
@@ -32,14 +32,6 @@ SETTINGS = {
     "TFMS_RETRY_MAX_SECONDS": "2", "TFMS_SNAPSHOT_TTL_SECONDS": "0.5",
     "TFMS_MODEL_CHECK": "off",  # the specs here name fake gs:// buckets
 }
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    emu = Emulator(EmulatorConfig(ready_delay=0.1))
-    emu.start()
-    yield emu
-    emu.stop()
 
 
 class RunningOperator:

@@ -33,7 +33,7 @@ import yaml
 
 from tests.kube.cluster import REPO, KopfThread, KubeCluster
 from tests.kube.test_cluster import tfms
-from tfms.emulator import Emulator, EmulatorConfig
+from tfms.emulator import Emulator
 from tfms.handlers.config import OperatorConfig
 
 CRD = REPO / "crds" / "tfmodelservice.yaml"
@@ -44,14 +44,6 @@ SETTINGS = {
 }
 WRITES = {"CreateService", "UpdateService", "DeleteService", "SetIamPolicy"}
 PARENT = "projects/example-project/locations/us-central1/services/"
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    emu = Emulator(EmulatorConfig(ready_delay=0.1))
-    emu.start()
-    yield emu
-    emu.stop()
 
 
 @pytest.fixture(scope="module")

@@ -8,14 +8,13 @@ replicas with kopf peering and a spec edit during a create: tests/kube/test_reli
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 from typing import Any, cast
 
 import pytest
 
 from tests.reliability.crashkit import DEFAULTS, body_for, live_split, revision_of, revisions, service_name
 from tfms.backends.cloudrun import CloudRun
-from tfms.emulator import Emulator, EmulatorConfig
+from tfms.emulator import Emulator
 from tfms.reconcile.objects import Outcome, reconcile_object
 
 SPEC: dict[str, Any] = {
@@ -27,21 +26,6 @@ SPEC: dict[str, Any] = {
 
 def _version(n: int) -> dict[str, Any]:
     return {**SPEC, "runtime": {"image": "tensorflow/serving:2.19.0", "env": [{"name": "V", "value": str(n)}]}}
-
-
-@pytest.fixture
-def emulator() -> Iterator[Emulator]:
-    emu = Emulator(EmulatorConfig(ready_delay=0.0))
-    emu.start()
-    yield emu
-    emu.stop()
-
-
-@pytest.fixture
-async def backend(emulator: Emulator) -> AsyncIterator[CloudRun]:
-    api = CloudRun.connect(emulator.address)
-    yield api
-    await api.close()
 
 
 class HeldWrites:

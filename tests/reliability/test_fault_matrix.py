@@ -27,7 +27,7 @@ import datetime
 import io
 import random
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,13 +138,6 @@ def emulator(request: pytest.FixtureRequest) -> Iterator[Emulator]:
     emu.start()
     yield emu
     emu.stop()
-
-
-@pytest.fixture
-async def api(emulator: Emulator) -> AsyncIterator[CloudRun]:
-    backend = CloudRun.connect(emulator.address)
-    yield backend
-    await backend.close()
 
 
 def arm(emulator: Emulator, method: str, fault: str, count: int = FAULT_COUNT) -> None:

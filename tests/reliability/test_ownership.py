@@ -7,14 +7,12 @@ The namespace-deletion part runs against the real API server: tests/kube/test_re
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, cast
 
 import grpc
 import pytest
 from google.cloud import run_v2
-from google.cloud.run_v2.services.services.transports import ServicesGrpcTransport
 from google.iam.v1 import iam_policy_pb2, policy_pb2
 
 from tests.conftest import base_object
@@ -23,7 +21,7 @@ from tfms.api.defaults import Defaults
 from tfms.api.validation import parse
 from tfms.backends.cloudrun import CloudRun
 from tfms.backends.errors import BackendError
-from tfms.emulator import Emulator, EmulatorConfig
+from tfms.emulator import Emulator
 from tfms.plan.rollout import Action
 from tfms.reconcile.objects import Outcome, finalize_object, reconcile_object
 from tfms.reconcile.rollout import RolloutContext
@@ -33,29 +31,6 @@ PARENT = "projects/example-project/locations/us-central1"
 WRITES = {"CreateService", "UpdateService", "DeleteService", "SetIamPolicy", "DeleteRevision"}
 OPS = "user:ops@example.com"
 APP = "serviceAccount:app@example-project.iam.gserviceaccount.com"
-
-
-@pytest.fixture
-def emulator() -> Iterator[Emulator]:
-    emu = Emulator(EmulatorConfig(ready_delay=0.0))
-    emu.start()
-    yield emu
-    emu.stop()
-
-
-@pytest.fixture
-async def backend(emulator: Emulator) -> AsyncIterator[CloudRun]:
-    api = CloudRun.connect(emulator.address)
-    yield api
-    await api.close()
-
-
-@pytest.fixture
-def raw(emulator: Emulator) -> Iterator[run_v2.ServicesClient]:
-    """Someone else's client (the console, gcloud, another team's Terraform)."""
-    channel = grpc.insecure_channel(emulator.address)
-    yield run_v2.ServicesClient(transport=ServicesGrpcTransport(channel=channel))
-    channel.close()
 
 
 def _foreign(raw: run_v2.ServicesClient, service_id: str, labels: dict[str, str] | None = None) -> str:

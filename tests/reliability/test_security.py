@@ -17,7 +17,7 @@ import json
 import logging
 import re
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -144,21 +144,6 @@ def test_dockerfile_runs_as_non_root_and_pinned() -> None:
 SECRET_VALUES = ["hunter2-Pa55w0rd-Q7", "8675309123", "AIzaSyA1234567890abcdefghijklmnopqrstuv",
                  "ghp_abcdefghijklmnopqrstuvwxyz0123456789", "postgres://app:s3cr3tPW@db:5432/x",
                  "-----BEGIN PRIVATE KEY-----MIIEv"]
-
-
-@pytest.fixture
-def emulator() -> Iterator[Emulator]:
-    emu = Emulator(EmulatorConfig(ready_delay=0.0))
-    emu.start()
-    yield emu
-    emu.stop()
-
-
-@pytest.fixture
-async def api(emulator: Emulator) -> AsyncIterator[CloudRun]:
-    backend = CloudRun.connect(emulator.address)
-    yield backend
-    await backend.close()
 
 
 @pytest.fixture

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
+T = TypeVar("T")
 PORT_MAX = 65535
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -65,20 +67,21 @@ def log_level(raw: str) -> str:
     return raw.upper()
 
 
-def env_port(env: Mapping[str, str], name: str, default: int) -> int:
+def _from_env(env: Mapping[str, str], name: str, default: T, parse: Callable[[str], T]) -> T:
+    """`parse` of the variable when set, else `default`; a bad value is a UsageError naming it."""
     raw = env.get(name, "")
     try:
-        return _port(raw) if raw else default
+        return parse(raw) if raw else default
     except ValueError as exc:
         raise UsageError(f"{name} {exc}") from None
+
+
+def env_port(env: Mapping[str, str], name: str, default: int) -> int:
+    return _from_env(env, name, default, _port)
 
 
 def env_seconds(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "")
-    try:
-        return _positive(raw) if raw else default
-    except ValueError as exc:
-        raise UsageError(f"{name} {exc}") from None
+    return _from_env(env, name, default, _positive)
 
 
 def env_log_level(env: Mapping[str, str], name: str = "TFMS_LOG_LEVEL", default: str = "WARNING") -> str:

@@ -318,7 +318,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand. Our own errors end as one `error: ...` line and an exit code, never a
     traceback: a bad spec exits 1; a bad file, flag, variable, endpoint or port exits 2."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse takes positionals only before the first option: `rollout status -f FILE NAME` would
+    # leave NAME over. A lone leftover word is the service name when none was given.
+    if extra and args.command == "rollout" and args.name is None and len(extra) == 1 \
+            and not extra[0].startswith("-"):
+        args.name, extra = extra[0], []
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         logs.setup(args.log_level or env_log_level(os.environ))
         return int(args.func(args))
