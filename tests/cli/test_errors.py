@@ -24,7 +24,7 @@ from tfms.cli.main import main
 
 ENV_VARS = ("TFMS_EMULATOR_PORT", "TFMS_EMULATOR_REST_PORT", "TFMS_LOG_LEVEL", "TFMS_POLL_INTERVAL",
             "TFMS_APPLY_TIMEOUT", "TFMS_PROJECT", "TFMS_REGION", "TFMS_CLOUDRUN_ENDPOINT", "TFMS_METRICS_URL",
-            "TFMS_ROUTER_HOST", "TFMS_LOCAL_DIR")
+            "TFMS_ROUTER_HOST", "TFMS_LOCAL_DIR", "TFMS_LOCAL_IDLE_SECONDS")
 
 
 @pytest.fixture(autouse=True)
@@ -111,6 +111,9 @@ SETTINGS_CASES = [
                  "error: $TFMS_ROUTER_HOST='192.0.2.7': the router cannot listen there", id="router-host-not-local"),
     pytest.param(["up", "--port", "0", "FILE"], {"TFMS_LOCAL_DIR": "/dev/null/work"}, 2,
                  "error: $TFMS_LOCAL_DIR='/dev/null/work': cannot create the directory", id="local-dir-uncreatable"),
+    pytest.param(["up", "--port", "0", "FILE"], {"TFMS_LOCAL_IDLE_SECONDS": "soon"}, 2,
+                 "error: $TFMS_LOCAL_IDLE_SECONDS='soon': must be a number of seconds > 0, or off",
+                 id="local-idle-seconds"),
     pytest.param(["render", "FILE"], {"TFMS_REGION": "mars"}, 2,
                  "error: TFMS_REGION: must be a Cloud Run region such as us-central1 [region] (got 'mars'",
                  id="region-default"),

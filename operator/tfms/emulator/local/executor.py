@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from tfms.emulator.executor import RevisionEvents, RevisionLaunch
 from tfms.emulator.local.images import (
@@ -44,6 +44,9 @@ from tfms.emulator.local.router import Router
 log = logging.getLogger(__name__)
 
 LOCAL_DIR_ENV = "TFMS_LOCAL_DIR"
+IDLE_ENV = "TFMS_LOCAL_IDLE_SECONDS"
+DEFAULT_IDLE_S = 60.0
+_WAKE_WINDOW_S = 240.0  # until the supervisor sets the revision's own startup timeout
 CONTAINER_MISSING = "CONTAINER_MISSING"
 HEALTH_CHECK_CONTAINER_ERROR = "HEALTH_CHECK_CONTAINER_ERROR"
 _LOG_TAIL_LINES = 20
@@ -54,7 +57,7 @@ _REVISION_NAME = re.compile(r"^projects/([^/]+)/locations/([^/]+)/services/([^/]
 class LocalRevisionStatus:
     """What is known locally about one revision (for `tfms up` output and tests)."""
 
-    state: str  # starting | ready | exited | failed | stopping | stopped
+    state: str  # starting | ready | idling | idle | exited | failed | stopping | stopped
     pid: int | None
     host_port: int | None
     workdir: Path
@@ -71,10 +74,27 @@ class _Revision:
         self.host_port: int | None = None
         self.process: ContainerProcess | None = None
         self.task: asyncio.Task[None] | None = None
+        self.idle_timer: asyncio.TimerHandle | None = None
+        self.waking = False  # starting again after an idle stop: Ready all along for Cloud Run
 
     @property
     def log_path(self) -> Path:
         return self.workdir / "container.log"
+
+
+def _idle_setting(raw: str) -> float | None:
+    """$TFMS_LOCAL_IDLE_SECONDS: seconds > 0, or 'off' to keep every revision's server running."""
+    if not raw:
+        return DEFAULT_IDLE_S
+    if raw.lower() == "off":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not (value > 0 and value != float("inf")):
+        raise ValueError(f"${IDLE_ENV}={raw!r}: must be a number of seconds > 0, or off")
+    return value
 
 
 def _safe_component(value: str) -> str:
@@ -97,6 +117,10 @@ class LocalExecutor:
     removed by `close()`). `runtime_command`: what the image's `tensorflow_model_server`
     runs (default `python -m tfms.runtime`). `router_host`: the router's listen address
     (default $TFMS_ROUTER_HOST, else 127.0.0.1). `stop_grace_s`: SIGTERM-to-SIGKILL delay.
+    `idle_s`: how long a ready revision may have no traffic and no tag before its model server
+    is stopped (default $TFMS_LOCAL_IDLE_SECONDS, else 60; None: never). Like Cloud Run scaling
+    it to zero, the revision stays Ready and starts again when traffic or a tag comes back,
+    requests waiting meanwhile; without it every old revision keeps a model in memory.
     """
 
     def __init__(
@@ -107,7 +131,10 @@ class LocalExecutor:
         router_host: str | None = None,
         stop_grace_s: float = 5.0,
         runtime_host: str = "127.0.0.1",
+        idle_s: float | Literal["env"] | None = "env",
     ) -> None:
+        self._idle_s: float | None = (
+            _idle_setting(os.environ.get(IDLE_ENV, "")) if isinstance(idle_s, str) else idle_s)
         configured = run_dir if run_dir is not None else os.environ.get(LOCAL_DIR_ENV)
         if configured:
             self.run_dir = Path(configured).resolve()
@@ -128,6 +155,10 @@ class LocalExecutor:
         self._lock = threading.Lock()
         self._closed = False
         self._revisions: dict[str, _Revision] = {}  # touched on the supervisor loop only
+        # Under _lock, shared by set_routes (any thread) and idle stops (supervisor loop), so a
+        # revision routed again is either seen idle (and expected by the router) or not stopped.
+        self._routed: dict[str, frozenset[str]] = {}  # service -> revisions with traffic or a tag
+        self._idle: set[str] = set()  # revisions stopped for idleness (or stopping), still Ready
         self._ports_in_use: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._notifier = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tfms-local-events")
@@ -157,7 +188,17 @@ class LocalExecutor:
         self._supervisor.call_soon(self._on_stop, revision)
 
     def set_routes(self, service: str, service_id: str, split: list[tuple[str, int]], tags: dict[str, str]) -> None:
+        routed = frozenset([r for r, percent in split if percent > 0] + list(tags.values()))
+        with self._lock:
+            self._routed[service] = routed
+            waking = routed & self._idle
+            self._idle -= waking
+            for revision in waking:  # requests wait for these rather than get a 503
+                self._router.expect_backend(revision, _WAKE_WINDOW_S)
         self._router.set_routes(service, split, tags)
+        if not self._closed and (waking or self._idle_s is not None):
+            with contextlib.suppress(RuntimeError):  # closed meanwhile: nothing to start or stop
+                self._supervisor.call_soon(self._on_routes, service)
 
     def service_url(self, service: str, service_id: str) -> str:
         return self._router.service_url(service)
@@ -211,8 +252,64 @@ class LocalExecutor:
 
     # -- Supervisor loop --------------------------------------------------------------
 
+    def _on_routes(self, service: str) -> None:
+        """Start idle revisions that got traffic back; time the idle stop of those that lost it."""
+        for rec in list(self._revisions.values()):
+            if rec.launch.service != service:
+                continue
+            if rec.state == "idle" and self._is_routed(rec):
+                self._wake(rec)
+            elif rec.state == "ready":
+                self._time_idle_stop(rec)
+
+    def _is_routed(self, rec: _Revision) -> bool:
+        with self._lock:
+            routed = self._routed.get(rec.launch.service)
+        return routed is None or rec.launch.revision in routed  # no routes yet: being set up
+
+    def _time_idle_stop(self, rec: _Revision) -> None:
+        if self._is_routed(rec) or self._idle_s is None:
+            if rec.idle_timer is not None:
+                rec.idle_timer.cancel()
+                rec.idle_timer = None
+        elif rec.idle_timer is None:
+            rec.idle_timer = asyncio.get_running_loop().call_later(self._idle_s, self._idle_stop, rec)
+
+    def _idle_stop(self, rec: _Revision) -> None:
+        rec.idle_timer = None
+        with self._lock:
+            routed = self._routed.get(rec.launch.service)
+            if rec.state != "ready" or routed is None or rec.launch.revision in routed:
+                return
+            self._idle.add(rec.launch.revision)
+        rec.state = "idling"
+        self._spawn(self._scale_to_zero(rec))
+
+    async def _scale_to_zero(self, rec: _Revision) -> None:
+        self._router.remove_backend(rec.launch.revision)
+        if rec.process is not None and not rec.process.exited.done():
+            await rec.process.stop(self._stop_grace_s)
+        self._release_port(rec)
+        if rec.state != "idling":  # stopped or deleted meanwhile
+            return
+        rec.state = "idle"
+        log.info("revision %s has had no traffic and no tag for %gs: stopped its model server (it stays Ready "
+                 "and starts again when routed)", rec.launch.revision_id, self._idle_s or 0)
+        with self._lock:
+            back = rec.launch.revision not in self._idle  # set_routes routed it while it stopped
+        if back:
+            self._wake(rec)
+
+    def _wake(self, rec: _Revision) -> None:
+        self._router.expect_backend(rec.launch.revision, rec.launch.startup_timeout_s)
+        rec.state = "starting"
+        rec.task = self._spawn(self._run(rec, waking=True))
+
     def _on_launch(self, launch: RevisionLaunch) -> None:
         existing = self._revisions.get(launch.revision)
+        if existing is not None and existing.state in ("idling", "idle"):  # still Ready, as Cloud Run sees it
+            self._notify(self._ready_callback(launch.revision))
+            return
         if existing is not None and existing.state in ("starting", "ready"):
             # Already running (e.g. a control plane replaying its state): report, don't fork.
             if existing.state == "ready":
@@ -240,8 +337,11 @@ class LocalExecutor:
         if rec.host_port is not None:
             self._ports_in_use.discard(rec.host_port)
 
-    async def _run(self, rec: _Revision) -> None:
+    async def _run(self, rec: _Revision, waking: bool = False) -> None:
+        """Start the container and wait until it listens. `waking`: a Ready revision coming back from
+        zero, whose outcome Cloud Run does not report as a revision condition (only its requests fail)."""
         launch, container = rec.launch, rec.launch.container
+        rec.waking = waking
         image = parse_tf_serving_image(container.image)
         if image is None:
             self._fail(rec, CONTAINER_MISSING, unsupported_image_message(container.image))
@@ -296,7 +396,9 @@ class LocalExecutor:
         rec.state = "ready"
         self._router.set_backend(launch.revision, launch.revision_id, rec.host_port)
         log.info("revision %s is ready (pid %d, port %d)", launch.revision_id, proc.pid, rec.host_port)
-        self._notify(self._ready_callback(launch.revision))
+        if not waking:
+            self._notify(self._ready_callback(launch.revision))
+        self._time_idle_stop(rec)
         code = await asyncio.shield(proc.exited)
         if rec.state == "ready":  # not a stop we asked for
             rec.state = "exited"
@@ -331,6 +433,11 @@ class LocalExecutor:
     def _fail(self, rec: _Revision, reason: str, message: str) -> None:
         rec.state = "failed"
         self._release_port(rec)
+        if rec.waking:  # Cloud Run keeps the revision Ready; its requests fail (503 from the router)
+            self._router.give_up_backend(rec.launch.revision)
+            log.error("revision %s did not start again after an idle stop (%s): %s", rec.launch.revision_id,
+                      reason, message)
+            return
         log.warning("revision %s failed (%s): %s", rec.launch.revision_id, reason, message)
         revision = rec.launch.revision
 
@@ -381,6 +488,12 @@ class LocalExecutor:
         if rec.state == "stopped":
             return
         rec.state = "stopping"  # a second stop (e.g. close() during a stop) waits for the same exit
+        if rec.idle_timer is not None:
+            rec.idle_timer.cancel()
+            rec.idle_timer = None
+        with self._lock:
+            self._idle.discard(rec.launch.revision)
+        self._router.give_up_backend(rec.launch.revision)
         self._router.remove_backend(rec.launch.revision)
         if rec.task is not None and not rec.task.done():
             rec.task.cancel()

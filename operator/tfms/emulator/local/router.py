@@ -60,6 +60,7 @@ _MAX_HEAD = 64 * 1024
 _CONNECT_TIMEOUT_S = 5.0
 _MAX_IDLE_PER_BACKEND = 64
 _SHUTDOWN_GRACE_S = 1.0
+_WAKE_POLL_S = 0.02  # how often a request held for a starting revision looks for its backend
 _CLIENT_CLOSED = 499  # nginx's code for a client that left first: not the revision's failure
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _ABSENT = -1  # no Content-Length
@@ -642,10 +643,14 @@ class _Downstream(asyncio.Protocol):
         self.continued = False  # "100 Continue" sent for the request waiting for its body
         self.paused = False
         self.client_eof = False
+        # A request whose revision is starting from zero waits (`waking`) with its pick and arrival
+        # kept, so the split is not drawn twice and the cold start counts as latency.
+        self.held: tuple[str, str, float] | None = None  # (revision, why, arrival) of that request
+        self.waking: str | None = None
 
     @property
     def idle(self) -> bool:
-        return self.exchange is None
+        return self.exchange is None and self.waking is None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -663,7 +668,7 @@ class _Downstream(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self.client_eof = True
-        return self.exchange is not None  # keep the socket open to answer what is in flight
+        return not self.idle  # keep the socket open to answer what is in flight
 
     def data_received(self, data: bytes) -> None:
         exchange = self.exchange
@@ -671,7 +676,7 @@ class _Downstream(asyncio.Protocol):
             self._upload(data)
             return
         self.buf = self.buf + data if self.buf else data
-        if exchange is None:
+        if exchange is None and self.waking is None:
             self._next()
         elif len(self.buf) > _MAX_HEAD + _BUFFER_LIMIT:
             self.pause_reading()  # a client pipelining far ahead waits for us
@@ -722,7 +727,7 @@ class _Downstream(asyncio.Protocol):
             elif self.client_eof:
                 self.close()
             return
-        started = time.perf_counter()
+        started = self.held[2] if self.held is not None else time.perf_counter()
         try:
             head = _parse_head(buf[: end + 4], _REQUEST_DROPPED)
             method, _, rest = head.first.partition(b" ")
@@ -740,6 +745,15 @@ class _Downstream(asyncio.Protocol):
                 self.continued = True
                 self.write(_CONTINUE)
             return  # wait for the rest of the body
+        held, self.held = self.held, None
+        revision, why = (held[0], held[1]) if held is not None else self.pick()
+        backend = self.router._backends.get(revision) if revision is not None else None
+        if backend is None and revision is not None and held is None and revision in self.router._expected:
+            # Scaled to zero and starting again: hold the request (unconsumed) as a cold start does.
+            self.held, self.waking = (revision, why, started), revision
+            self.pause_reading()
+            self.router._spawn(self._await_backend(revision))
+            return
         if streamed and head.expect_continue and not self.continued:
             self.write(_CONTINUE)
         self.continued = False
@@ -747,8 +761,6 @@ class _Downstream(asyncio.Protocol):
         self.buf = buf[body_end:]
         http10 = version == b"HTTP/1.0"
         keep = (b"keep-alive" in head.tokens) if http10 else (b"close" not in head.tokens)
-        revision, why = self.pick()
-        backend = self.router._backends.get(revision) if revision is not None else None
         if revision is None or backend is None:
             if revision is not None:
                 why = f"revision {revision.rsplit('/', 1)[-1]} is not running"
@@ -771,6 +783,19 @@ class _Downstream(asyncio.Protocol):
             upload = _Chunked(reframe=True) if length == _CHUNKED else _Length(length)
         self.exchange = _Exchange(self, revision, backend, method, http10, keep, request, upload, started)
         self.exchange.start()
+
+    async def _await_backend(self, revision: str) -> None:
+        """Wait for a waking revision's backend (or for its start to be given up), then go on."""
+        router = self.router
+        while (revision not in router._backends and time.monotonic() < router._expected.get(revision, 0.0)
+               and self.transport is not None and not router._stopping):
+            await asyncio.sleep(_WAKE_POLL_S)
+        self.waking = None
+        if self.transport is None or router._stopping:
+            self.close()
+            return
+        self.resume_reading()
+        self._next()  # takes the held pick: the backend, or a 503 saying the revision is not running
 
     def begin_upload(self) -> None:
         """The streamed body's connection is ready: send what is buffered, then what arrives."""
@@ -837,6 +862,7 @@ class Router:
         self._lock = threading.Lock()  # serialises writers; readers rely on atomic dict ops
         self._routes: dict[str, _Route] = {}
         self._backends: dict[str, _Backend] = {}
+        self._expected: dict[str, float] = {}  # revision -> monotonic deadline of its (re)start
         self._listeners: dict[tuple[str, str | None], int] = {}
         self._servers: list[asyncio.Server] = []
         self._starting: list[concurrent.futures.Future[None]] = []
@@ -948,6 +974,17 @@ class Router:
         header = f"{REVISION_HEADER}: {revision_id}".encode("latin-1")
         with self._lock:
             self._backends[revision] = _Backend(revision_id, (self._backend_host, port), header)
+            self._expected.pop(revision, None)
+
+    def expect_backend(self, revision: str, within_s: float) -> None:
+        """`revision` is starting from zero: hold its requests up to `within_s` instead of a 503."""
+        with self._lock:
+            self._expected[revision] = time.monotonic() + within_s
+
+    def give_up_backend(self, revision: str) -> None:
+        """The start failed: requests held for `revision` get their 503 now."""
+        with self._lock:
+            self._expected.pop(revision, None)
 
     def remove_backend(self, revision: str) -> None:
         with self._lock:
