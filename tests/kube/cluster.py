@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import os
-import signal
 import socket
 import ssl
 import subprocess
@@ -29,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import kopf
+
+from tfms.emulator.local.process import with_deathsig
 
 REPO = Path(__file__).resolve().parents[2]
 BOOTSTRAP = REPO / "k8s" / "bootstrap.sh"
@@ -81,12 +81,6 @@ def free_ports(count: int) -> list[int]:
         for s in sockets:
             s.bind(("127.0.0.1", 0))
         return [int(s.getsockname()[1]) for s in sockets]
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: SIGKILL it if pytest dies without tearing down."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 @dataclass
@@ -187,8 +181,11 @@ class KubeCluster:
     def _spawn(self, name: str, argv: list[str]) -> None:
         log = self.workdir / f"{name}.log"
         with log.open("wb") as out:
-            popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     cwd=self.workdir, env=self.env, preexec_fn=_die_with_parent)
+            # Dies with pytest even if it is killed without tearing down. Not a preexec_fn: that
+            # forces a plain fork(), and with gRPC threads in this process the child then aborts
+            # before exec now and then ("epoll_wait error: Bad file descriptor", exit -6).
+            popen = subprocess.Popen(with_deathsig(argv), stdout=out, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, cwd=self.workdir, env=self.env)
         self.procs.append(Proc(name, popen, log))
 
     def wait_for(self, what: str, ready: Callable[[], bool], timeout: float = 30) -> None:

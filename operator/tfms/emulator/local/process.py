@@ -40,7 +40,7 @@ except OSError as exc:  # as a container runtime says it: the command, then why
 """
 
 
-def _with_deathsig(argv: Sequence[str]) -> list[str]:
+def with_deathsig(argv: Sequence[str]) -> list[str]:
     """`argv`, run so that it dies with this process (even if this one is SIGKILLed)."""
     return [sys.executable, "-I", "-S", "-c", _DEATHSIG_EXEC, str(os.getpid()), *argv]
 
@@ -65,7 +65,7 @@ class ContainerProcess:
         with log_path.open("ab") as log_file:
             offset = log_file.tell()
             proc = subprocess.Popen(
-                _with_deathsig(argv),
+                with_deathsig(argv),
                 env=dict(env),
                 cwd=cwd,
                 stdin=subprocess.DEVNULL,
