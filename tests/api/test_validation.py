@@ -312,9 +312,58 @@ CASES: list[tuple[str, Mutator, set[tuple[str, str]]]] = [
         {("spec.rollout.interval", "interval-range")},
     ),
     (
+        "canary step interval below a millisecond",
+        _set("spec.rollout", {"strategy": "canary", "interval": "0.0000000000000000000000000001ms"}),
+        {("spec.rollout.interval", "interval-range")},
+    ),
+    (
         "canary step interval of zero",
         _set("spec.rollout", {"strategy": "canary", "interval": "0s"}),
         {("spec.rollout.interval", "interval-range")},
+    ),
+    (
+        "whole floats where integers go (TF Serving: 'Couldn't parse integer: 2.0'; Cloud Run: '60.0s')",
+        lambda o: (_set("spec.model.version", 2.0)(o), _set("spec.scaling.timeoutSeconds", 60.0)(o),
+                   _set("spec.runtime.batching", {"maxBatchSize": 8.0})(o)),
+        {("spec.model.version", "schema-type"), ("spec.scaling.timeoutSeconds", "schema-type"),
+         ("spec.runtime.batching.maxBatchSize", "schema-type")},
+    ),
+    (
+        "NaN error-rate limit (every comparison with NaN is false: the check would be off)",
+        _set("spec.rollout", {"strategy": "canary", "analysis": {"maxErrorRate": float("nan")}}),
+        {("spec.rollout.analysis.maxErrorRate", "finite-number")},
+    ),
+    (
+        "infinite concurrency",
+        _set("spec.scaling.concurrency", float("inf")),
+        {("spec.scaling.concurrency", "finite-number"), ("spec.scaling.concurrency", "schema-type"),
+         ("spec.scaling.concurrency", "schema-maximum")},
+    ),
+    (
+        "env with both a value and a secret (the value would be dropped)",
+        _set("spec.runtime.env", [{"name": "DB", "value": "x", "secretKeyRef": {"secret": "db", "version": "1"}}]),
+        {("spec.runtime.env[0]", "env-value-or-secret")},
+    ),
+    (
+        "tfms's own state annotations in the spec",
+        _set("spec.annotations", {"tfms.dev/rollout": "{}", "tfms.dev/invokers": "[]"}),
+        {("spec.annotations.tfms.dev/rollout", "owned-annotation"),
+         ("spec.annotations.tfms.dev/invokers", "owned-annotation")},
+    ),
+    (
+        "a spec block at the top level (indented too little)",
+        lambda o: o.update(rollout={"strategy": "canary"}, foo=1),
+        {("rollout", "unknown-field"), ("foo", "unknown-field")},
+    ),
+    (
+        "unknown metadata field",
+        _set("metadata.foo", "bar"),
+        {("metadata.foo", "unknown-field")},
+    ),
+    (
+        "name that is not a string",
+        _set("metadata.name", 5),
+        {("metadata.name", "name-type")},
     ),
     (
         "service account not an email",
@@ -389,7 +438,9 @@ def test_malformed_specs_never_crash(garbage: Any) -> None:
 MEMBERS = ["user:a@b", "user:a@b.co", "group:ops@corp", "group:ops@corp.example.com",
            "serviceAccount:sa@p.iam.gserviceaccount.com", "serviceAccount:sa@p", "domain:example",
            "domain:example.com", "domain:EXAMPLE.COM", "user:a:b@c.com", "principal://iam.googleapis.com/x",
-           "principalSet://iam.googleapis.com/x", "user:@b.com", "user:a@b.", "user:a@.com"]
+           "principalSet://iam.googleapis.com/x", "user:@b.com", "user:a@b.", "user:a@.com", "user:a@..c",
+           "user:a@b.c/d", "user:a@b-.c0", "principal://x", "user:first.last+ml@corp.example.co.uk",
+           "group:o'brien@example.com", "domain:-example.com", "serviceAccount:sa@p.iam.gserviceaccount.com "]
 
 
 @pytest.mark.parametrize("member", MEMBERS)
@@ -412,3 +463,14 @@ def test_an_unpinned_default_image_is_blamed_on_its_variable() -> None:
     obj["spec"]["runtime"]["image"] = "tensorflow/serving:latest"
     (err,) = validate(obj, Defaults(project="example-project"))
     assert err.path == "spec.runtime.image"
+
+
+@pytest.mark.parametrize(("member", "ok"), [
+    ("user:first.last+ml@corp.example.co.uk", True), ("group:o'brien@example.com", True),
+    ("principal://iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/subject/s", True),
+    ("user:a@b", False), ("user:a@..c", False), ("user:a@b.c/d", False), ("user:a@b-.c0", False),
+    ("principal://x", False), ("domain:example", False), ("user:a b@example.com", False),
+])
+def test_invoker_members_accepted_and_refused(member: str, ok: bool) -> None:
+    rules = {(e.path, e.rule) for e in validate(base_object(access={"invokers": [member]}))}
+    assert (("spec.access.invokers[0]", "invoker-member") not in rules) is ok

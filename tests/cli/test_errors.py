@@ -162,6 +162,18 @@ def test_missing_credentials_is_one_line(manifest: Path, tmp_path: Path, monkeyp
     assert "--endpoint / TFMS_CLOUDRUN_ENDPOINT" in line
 
 
+@pytest.mark.parametrize("command", [["apply", "--no-check-model"], ["diff"], ["rollout", "status"]])
+def test_an_endpoint_given_as_a_url_is_named_as_such(command: list[str], manifest: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    canary = tmp_path / "canary.yaml"
+    canary.write_text(yaml.safe_dump(base_object(rollout={"strategy": "canary"})))
+    target = canary if command[0] == "rollout" else manifest
+    code, _, err = run([*command, "--endpoint", "http://127.0.0.1:8089", "-f", str(target)], capsys)
+    assert code == 2
+    assert _error_line(err) == ("error: the Cloud Run endpoint is HOST:PORT of a gRPC server, not a URL "
+                                "(got 'http://127.0.0.1:8089'; check --endpoint / TFMS_CLOUDRUN_ENDPOINT)")
+
+
 def test_unreachable_endpoint_is_named_at_once(manifest: Path, capsys: pytest.CaptureFixture[str]) -> None:
     endpoint = f"127.0.0.1:{free_port()}"  # closed again: connections are refused
     started = time.monotonic()

@@ -47,7 +47,8 @@ def test_duplicate_yaml_key_is_refused_with_file_line_and_key(body: str, line: i
 def test_merge_keys_may_still_be_overridden(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`<<: *base` then an explicit key is an override on purpose, not a duplicate."""
     path = tmp_path / "merge.yaml"
-    path.write_text(HEAD + "metadata: {name: fraud-scorer}\nx-base: &base {project: other-project, region: us-east1}\n"
+    # The anchor lives under `status` (ignored on input): an unknown top-level key is refused, as by kubectl.
+    path.write_text(HEAD + "metadata: {name: fraud-scorer}\nstatus: &base {project: other-project, region: us-east1}\n"
                     "spec:\n  <<: *base\n  project: example-project\n  model: {name: m, basePath: gs://b/m}\n"
                     "  runtime: {image: 'tensorflow/serving:2.19.0'}\n")
     code, out, _ = run(["render", str(path), "-o", "json"], capsys)

@@ -71,3 +71,16 @@ async def test_transient_errors_mid_rollout_resume_from_cloud_run(emulator: Emul
     emulator.control.fail_next("UpdateService", grpc.StatusCode.UNAVAILABLE, count=2)
     (result,) = await apply_all([_spec(2)], emulator.address, interval=0.01, timeout=30)
     assert result.state.phase is Phase.READY
+
+
+async def test_no_wait_apply_reports_a_rollout_its_pass_saw_fail(emulator: Emulator) -> None:
+    """`apply --no-wait` waits for nothing, but a failure its own pass read is still a failure."""
+    await apply_all([_spec(1)], emulator.address, interval=0.01, timeout=30)
+    emulator.control.fail_next_revision("CONTAINER_MISSING", "Image not found.")
+    (first,) = await apply_all([_spec(2)], emulator.address, wait=False)
+    assert first.state.reason == "NotWaited"  # written; Cloud Run has not answered yet
+    (failed,) = await apply_all([_spec(2)], emulator.address, interval=0.01, timeout=30)  # waits: sees it fail
+    assert failed.state.phase is Phase.FAILED
+    (again,) = await apply_all([_spec(2)], emulator.address, wait=False)
+    assert (again.state.phase, again.state.reason) == (Phase.FAILED, "RolloutFailed")
+    assert "Image not found." in again.state.message

@@ -11,6 +11,7 @@ import yaml
 from tests.conftest import base_object
 from tests.reliability.crashkit import live_split
 from tfms.cli.main import main
+from tfms.cli.rollout import status_line
 from tfms.emulator import Emulator
 
 
@@ -138,3 +139,16 @@ def test_no_wait_reports_the_write_not_the_old_traffic(emulator: Emulator, tmp_p
     (row,) = json.loads(capsys.readouterr().out)
     # The resume was written and nothing more: no later step ran, as the line said.
     assert (row["phase"], row["weight"], row["message"]) == ("Progressing", 25, "resumed")
+
+
+@pytest.mark.parametrize(("row", "line"), [
+    ({"service": "s", "phase": "NoRollout"}, "s: NoRollout"),
+    ({"service": "s", "phase": "Progressing", "revision": "s-b", "weight": 0, "step": -1, "stable": "s-a",
+      "message": "waiting for s-b to be Ready"},
+     "s: Progressing | canary s-b 0% (not Ready yet), stable s-a | waiting for s-b to be Ready"),
+    ({"service": "s", "phase": "Progressing", "revision": "s-b", "weight": 10, "step": 0, "stable": "s-a",
+      "message": "step 1: 10%", "analysis": {"requests": 3}},
+     "s: Progressing | canary s-b 10% (step 1), stable s-a | step 1: 10% | requests=3"),
+])
+def test_status_lines(row: dict[str, object], line: str) -> None:
+    assert status_line(row) == line

@@ -198,3 +198,22 @@ def test_manual_gates_hold_every_step_after_the_first_and_an_approval_takes_it_a
 def test_rollback_after_the_stable_revision_took_back_all_traffic_says_so(phase: Phase) -> None:
     with pytest.raises(ValueError, match=f"is {phase.value} and s-a already serves 100%"):
         apply_action(RolloutState("s-b", "s-a", phase, weight=0), Action.ROLLBACK)
+
+
+@pytest.mark.parametrize("phase", [Phase.FAILED, Phase.ABORTED, Phase.ROLLED_BACK, Phase.PROGRESSING, Phase.PAUSED])
+def test_going_back_to_the_stable_spec_is_not_a_canary_of_stable_against_itself(phase: Phase) -> None:
+    """After a failed or aborted rollout (or during one), re-applying the spec that serves must
+    settle at once: no 90/10 split of one revision, no steps."""
+    state = RolloutState("s-b", "s-a", phase, step=0 if phase.active else -1, weight=10 if phase.active else 0)
+    d = decide(SPEC, "s-a", _live(state, ready="s-b", created="s-b"), now=100, interval_s=60)
+    assert d.state.phase is Phase.SUCCEEDED and d.state.revision == "s-a" and d.wait is None
+    assert _split(d.traffic) == {"s-a": (100, "stable")}
+    assert [e[1] for e in d.events] == (["RolloutSuperseded"] if phase.active else [])
+
+
+@pytest.mark.parametrize("action", [Action.PAUSE, Action.RESUME])
+def test_pause_and_resume_of_a_candidate_cloud_run_failed_are_refused(action: Action) -> None:
+    phase = Phase.PAUSED if action is Action.RESUME else Phase.PROGRESSING
+    state = RolloutState("s-b", "s-a", phase, step=-1, weight=0)
+    with pytest.raises(ValueError, match=f"did not become ready .*there is nothing to {action.value}"):
+        apply_action(state, action, _live(state, ready="s-a", created="s-b", failed="Image not found."))

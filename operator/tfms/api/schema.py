@@ -67,11 +67,15 @@ def _rule(rule: str, message: str, field_path: str = "") -> JSON:
 DURATION_PATTERN: Final = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 LABEL_KEY_PATTERN: Final = r"^[a-z][a-z0-9_-]{0,62}$"
 LABEL_VALUE_PATTERN: Final = r"^[a-z0-9_-]{0,63}$"
+_DNS_LABEL_RE: Final = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_EMAIL_RE: Final = rf"[A-Za-z0-9!#$%&'*+=?^_`{{|}}~./-]+@(?:{_DNS_LABEL_RE}\.)+[A-Za-z]{{2,}}"
 MEMBER_PATTERN: Final = (
-    # IAM takes an email only with a dotted domain and a domain: member only as a DNS name with a
-    # top-level domain; anything looser passes here and fails at SetIamPolicy, after the deploy.
-    r"^(user|group|serviceAccount):[^@\s:]+@[^@\s:]+\.[^@\s:.]+$|^domain:[a-z0-9.-]+\.[a-z]{2,}$"
-    r"|^principal(Set)?://\S+$"
+    # What IAM takes: an email whose domain is DNS labels and a top-level domain of letters, a
+    # lowercase domain: name, principal(Set):// identifiers under iam.googleapis.com. Anything
+    # looser passes here and fails at SetIamPolicy, after the service was deployed.
+    rf"^(user|group|serviceAccount):{_EMAIL_RE}$"
+    r"|^domain:(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}$"
+    r"|^principal(Set)?://iam\.googleapis\.com/\S+$"
 )
 
 _SECRET_REF: Final = _obj(

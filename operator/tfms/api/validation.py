@@ -7,6 +7,7 @@ nothing here does I/O, so a bad spec is refused before any API call.
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace as dc_replace
@@ -64,6 +65,7 @@ _OWNED_FLAG_FIELDS: Final = {
 # The first TF Serving release whose REST API routes /labels/ paths [inferred from the release
 # history around tensorflow/serving#1555; older servers only take labels over gRPC].
 REST_LABELS_MIN_VERSION: Final = (2, 3)
+MIN_STEP_INTERVAL_S: Final = 0.001
 MAX_STEP_INTERVAL_S: Final = 7 * 24 * 3600  # longer is a typo ('5h' for '5m'), not a rollout plan
 _TF_SERVING_TAG: Final = re.compile(r"^(\d+)\.(\d+)(?:\.\d+)?(?:-[a-z0-9-]+)?$")
 # Set by Cloud Run itself, or by tfms for TF Serving.
@@ -74,7 +76,24 @@ RESERVED_ENV: Final = frozenset({"PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURA
 def _spec_validator() -> jsonschema.protocols.Validator:
     cls = jsonschema.validators.validator_for(SPEC_SCHEMA)
     cls.check_schema(SPEC_SCHEMA)
-    return cls(SPEC_SCHEMA)  # type: ignore[no-any-return]
+    # JSON Schema counts 2.0 as an integer; TF Serving's config parser and Cloud Run's durations do
+    # not ('Couldn't parse integer: 2.0', '60.0s'), so a whole float must be refused here.
+    strict = cls.TYPE_CHECKER.redefine(
+        "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool))
+    return jsonschema.validators.extend(cls, type_checker=strict)(SPEC_SCHEMA)  # type: ignore[no-any-return]
+
+
+def _non_finite(value: Any, path: str) -> Iterator[FieldError]:
+    """NaN and infinities ('.nan', '.inf' in YAML) slip past minimum/maximum: every comparison
+    with NaN is false, so maxErrorRate: .nan would switch the check off."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield FieldError(path, "finite-number", "must be a finite number", str(value))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _non_finite(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _non_finite(item, f"{path}[{i}]")
 
 
 def _path(prefix: str, parts: Any) -> str:
@@ -120,8 +139,37 @@ def _namespace_errors(namespace: Any) -> Iterator[FieldError]:
                          "starting and ending with a letter or digit", namespace)
 
 
+_TOP_LEVEL: Final = frozenset({"apiVersion", "kind", "metadata", "spec", "status"})
+_OBJECT_META: Final = frozenset({
+    "name", "namespace", "labels", "annotations", "uid", "resourceVersion", "generation", "creationTimestamp",
+    "deletionTimestamp", "deletionGracePeriodSeconds", "finalizers", "ownerReferences", "managedFields",
+    "generateName", "selfLink"})
+
+
+def _unknown_outside_spec(obj: Mapping[str, Any], metadata: Mapping[str, Any]) -> Iterator[FieldError]:
+    """A block indented one level too little (a top-level `rollout:`) would otherwise be dropped
+    without a word, and the change would go out at 100% at once."""
+    spec_fields = SPEC_SCHEMA.get("properties", {})
+    for key in obj:
+        if key not in _TOP_LEVEL:
+            hint = f"; did you mean spec.{key}?" if key in spec_fields else ""
+            yield FieldError(_key(key), "unknown-field", f"field is not part of TFModelService{hint}")
+    for key in metadata:
+        if key not in _OBJECT_META:
+            yield FieldError(f"metadata.{_key(key)}", "unknown-field",
+                             "field is not part of Kubernetes object metadata")
+
+
+def _key(key: Any) -> str:
+    """A mapping key as a path element: an empty, blank or non-string key shown quoted."""
+    return key if isinstance(key, str) and key.strip() == key and key else repr(key)
+
+
 def _name_errors(name: Any) -> Iterator[FieldError]:
-    if not isinstance(name, str) or not name:
+    if name is not None and not isinstance(name, str):
+        yield FieldError("metadata.name", "name-type", "must be a string", name)
+        return
+    if not name:
         yield FieldError("metadata.name", "required", "a name is required")
         return
     if len(name) > names.SERVICE_ID_MAX:
@@ -324,6 +372,9 @@ def _runtime_errors(spec: Mapping[str, Any]) -> Iterator[FieldError]:
             if name in seen:
                 yield FieldError(f"spec.runtime.env[{i}].name", "env-unique", "duplicate variable", name)
             seen.add(name)
+            if "value" in var and "secretKeyRef" in var:  # the CRD's CEL rule, here too
+                yield FieldError(f"spec.runtime.env[{i}]", "env-value-or-secret",
+                                 "set either value or secretKeyRef, not both", name)
             if isinstance(var.get("value"), str) and var["value"]:
                 yield from credential_errors(f"spec.runtime.env[{i}].value", name, var["value"])
     args = runtime.get("args")
@@ -452,6 +503,10 @@ def _metadata_key_errors(spec: Mapping[str, Any]) -> Iterator[FieldError]:
                                  "Cloud Run v2 rejects keys under " + ", ".join(names.RESERVED_KEY_PREFIXES), key)
             elif field == "labels" and key in (names.LABEL_MANAGED_BY, names.LABEL_NAMESPACE, names.LABEL_NAME):
                 yield FieldError(f"spec.labels.{key}", "owned-label", "tfms sets this label itself", key)
+            elif field == "annotations" and key.startswith(names.ANNOTATION_PREFIX):
+                yield FieldError(f"spec.annotations.{key}", "owned-annotation",
+                                 f"tfms keeps its own state under {names.ANNOTATION_PREFIX} on the Cloud Run "
+                                 "service (rollout, invokers)", key)
 
 
 def _rollout_errors(spec: Mapping[str, Any]) -> Iterator[FieldError]:
@@ -468,9 +523,9 @@ def _rollout_errors(spec: Mapping[str, Any]) -> Iterator[FieldError]:
     interval = rollout.get("interval")
     if isinstance(interval, str) and re.fullmatch(DURATION_PATTERN, interval):
         seconds = parse_duration(interval)
-        if not 0 < seconds <= MAX_STEP_INTERVAL_S:
+        if not MIN_STEP_INTERVAL_S <= seconds <= MAX_STEP_INTERVAL_S:
             yield FieldError("spec.rollout.interval", "interval-range",
-                             "a canary step lasts more than 0 and at most 7 days (168h); to hold a step "
+                             "a canary step lasts at least 1ms and at most 7 days (168h); to hold a step "
                              "until someone approves it, use manualGates", interval)
     traffic = spec.get("traffic")
     if rollout.get("strategy") == "canary" and isinstance(traffic, list) and traffic:
@@ -552,6 +607,7 @@ def validate(obj: Mapping[str, Any], defaults: Defaults | None = None) -> list[F
     metadata = obj.get("metadata")
     metadata = metadata if _is_dict(metadata) else {}
     service_id = metadata.get("name")
+    errors.extend(_unknown_outside_spec(obj, metadata))
     errors.extend(_name_errors(service_id))
     errors.extend(_namespace_errors(metadata.get("namespace")))
     spec = obj.get("spec")
@@ -563,6 +619,7 @@ def validate(obj: Mapping[str, Any], defaults: Defaults | None = None) -> list[F
         errors.append(too_deep)
         return sorted(set(errors))
     errors.extend(_schema_errors(spec))
+    errors.extend(_non_finite(spec, "spec"))
     errors.extend(_rollout_intent_errors(spec))
     defaults = defaults or Defaults()
     defaulted = with_defaults(spec, defaults)

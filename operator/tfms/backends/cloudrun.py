@@ -289,6 +289,9 @@ async def ensure_reachable(channel: grpc.aio.Channel, endpoint: str, timeout: fl
 @asynccontextmanager
 async def connected(endpoint: str | None) -> AsyncIterator[CloudRun]:
     """A connection for one CLI command; an emulator endpoint must answer first (`Unreachable`)."""
+    if endpoint and "://" in endpoint:  # gRPC takes host:port; a URL would only 'not answer'
+        raise Permanent(f"the Cloud Run endpoint is HOST:PORT of a gRPC server, not a URL (got {endpoint!r}; "
+                        "check --endpoint / TFMS_CLOUDRUN_ENDPOINT)", "INVALID_ARGUMENT")
     backend = CloudRun.connect(endpoint)
     try:
         if endpoint and backend._channel is not None:

@@ -97,6 +97,10 @@ async def apply_all(
                     for _kind, _reason, message in access.events:  # also an audit log line each
                         view.update(svc.name, message)
                     if not wait:
+                        ended = applied.rollout.shown if applied.rollout is not None else None
+                        if ended is not None and ended.phase in _ROLLOUT_STOPS:  # this pass saw it end badly
+                            return Result(svc, action_done, Convergence(
+                                Phase.FAILED, f"Rollout{ended.phase.value}", ended.message), applied.live)
                         return Result(svc, action_done,
                                       Convergence(Phase.PENDING, "NotWaited", _describe_pass(applied)), applied.live)
                     try:
@@ -143,6 +147,9 @@ def _describe_pass(applied: Applied) -> str:
         state = applied.rollout.shown
         text = f"{text} | rollout {state.phase.value}: {state.message}"
     return text
+
+
+_ROLLOUT_STOPS = (RolloutPhase.FAILED, RolloutPhase.ROLLED_BACK, RolloutPhase.ABORTED)
 
 
 def _rollout_outcome(applied: Applied, state: Convergence) -> Convergence:

@@ -137,6 +137,16 @@ def _files(target: Path) -> Iterator[Path]:
         raise ManifestError(f"{target}: no such file or directory")
 
 
+def _read(path: Path) -> str:
+    """At most MAX_FILE_BYTES, counted while reading: a device or pipe reports size 0, and
+    `tfms validate /dev/zero` must not read forever."""
+    with path.open("rb") as f:
+        raw = f.read(MAX_FILE_BYTES + 1)
+    if len(raw) > MAX_FILE_BYTES:
+        raise ManifestError(f"{path}: larger than {MAX_FILE_BYTES} bytes")
+    return raw.decode("utf-8")
+
+
 def _resolve_local_paths(obj: dict[str, Any], base: Path) -> None:
     """A relative model basePath means 'next to this file' (for `tfms up`); make it absolute."""
     model = (obj.get("spec") or {}).get("model") if isinstance(obj.get("spec"), dict) else None
@@ -155,9 +165,7 @@ def load(targets: list[str], kind: str = names.KIND) -> list[Manifest]:
     for target in targets:
         for path in _files(Path(target)):
             try:
-                if path.stat().st_size > MAX_FILE_BYTES:
-                    raise ManifestError(f"{path}: larger than {MAX_FILE_BYTES} bytes")
-                docs = [_unicode(d) for d in yaml.load_all(path.read_text(encoding="utf-8"), Loader=ManifestLoader)]
+                docs = [_unicode(d) for d in yaml.load_all(_read(path), Loader=ManifestLoader)]
             except yaml.YAMLError as exc:
                 raise ManifestError(yaml_error(path, exc)) from exc
             except (OSError, UnicodeDecodeError) as exc:

@@ -58,17 +58,25 @@ def status_rows(live: dict[str, Any] | None, svc: TFModelService) -> dict[str, A
     return row
 
 
+def status_line(row: dict[str, Any]) -> str:
+    """One service's rollout as `rollout status` prints it; steps count from 1 for people."""
+    line = f"{row['service']}: {row['phase']}"
+    if "revision" in row:
+        where = f"step {row['step'] + 1}" if row["step"] >= 0 else "not Ready yet"
+        line += (f" | canary {row['revision']} {row['weight']}% ({where}), stable {row['stable'] or '-'}"
+                 f" | {row['message']}")
+    figures = row.get("analysis") or {}
+    if figures:
+        line += " | " + ", ".join(f"{k}={v}" for k, v in figures.items())
+    return line
+
+
 async def _status(services: list[TFModelService], endpoint: str | None, watch: bool, interval: float) -> int:
     async with connected(endpoint) as api:
         while True:
             rows = [status_rows(await api.get_service(render_service(s).name), s) for s in services]
             for row in rows:
-                figures = row.get("analysis") or {}
-                extra = ", ".join(f"{k}={v}" for k, v in figures.items())
-                print(f"{row['service']}: {row['phase']}"
-                      + (f" | canary {row['revision']} {row['weight']}% (step {row['step'] + 1}), "
-                         f"stable {row['stable'] or '-'} | {row['message']}" if "revision" in row else "")
-                      + (f" | {extra}" if extra else ""), flush=True)
+                print(status_line(row), flush=True)
             if not watch or not any(r["phase"] in ("Progressing",) for r in rows):
                 return 0
             await asyncio.sleep(interval)

@@ -22,16 +22,18 @@ CONCURRENT_CHANGE_MESSAGE = (
     "There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff."
 )
 
-_EMAIL = r"[^@\s:]+@[^@\s:]+\.[^@\s:]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_DNS_NAME = rf"(?:{_LABEL}\.)+[A-Za-z]{{2,}}"  # labels, then a top-level domain of letters
+_EMAIL = rf"[A-Za-z0-9!#$%&'*+=?^_`{{|}}~./-]+@{_DNS_NAME}"
 _MEMBER_RES = (
     re.compile(rf"^user:{_EMAIL}$"),
     re.compile(rf"^group:{_EMAIL}$"),
     re.compile(rf"^serviceAccount:{_EMAIL}$"),
-    re.compile(r"^domain:[a-z0-9.-]+\.[a-z]{2,}$"),
+    re.compile(r"^domain:(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}$"),
     re.compile(r"^allUsers$"),
     re.compile(r"^allAuthenticatedUsers$"),
-    re.compile(r"^principal://\S+$"),
-    re.compile(r"^principalSet://\S+$"),
+    re.compile(r"^principal://iam\.googleapis\.com/\S+$"),  # every IAM principal identifier
+    re.compile(r"^principalSet://iam\.googleapis\.com/\S+$"),
 )
 _ROLE_RE = re.compile(r"^(roles/[A-Za-z0-9_.]+|(projects|organizations)/[^/]+/roles/[A-Za-z0-9_.]+)$")
 

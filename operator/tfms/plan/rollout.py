@@ -162,13 +162,15 @@ def apply_action(state: RolloutState, action: Action,
     `live` is the Cloud Run service as read now: promote checks the candidate against it, since
     the stored state may not yet know that Cloud Run failed the revision (B-021 holds for people too).
     """
+    failed = _failed(live or {}, state.revision) if state.phase.active else ""
+    if failed and action in (Action.PROMOTE, Action.PAUSE, Action.RESUME):
+        raise ValueError(f"{state.revision} did not become ready ({failed}); "
+                         + ("promote would send all traffic to a failed revision" if action is Action.PROMOTE
+                            else f"there is nothing to {action.value}")
+                         + ": abort, or apply a fixed spec")
     if action is Action.PROMOTE:
         if not state.phase.active:
             raise ValueError(f"nothing to promote: the rollout of {state.revision} is {state.phase.value}")
-        failed = _failed(live or {}, state.revision)
-        if failed:
-            raise ValueError(f"{state.revision} did not become ready ({failed}); promote would send all "
-                             f"traffic to a failed revision: abort or apply a fixed spec instead")
         if not _ready(live or {}, state.revision):
             raise ValueError(f"{state.revision} is not Ready yet: promote once Cloud Run reports it Ready "
                              "(tfms rollout status)")
@@ -230,10 +232,14 @@ def decide(
         state = RolloutState(revision=stable, stable="", phase=Phase.SUCCEEDED, weight=100)
     if state.revision != revision:  # a new spec: start from the stable revision, drop any candidate
         base = state.revision if state.phase is Phase.SUCCEEDED else state.stable
-        start = RolloutState(revision=revision, stable=base, phase=Phase.PROGRESSING, step=-1, weight=0,
-                             message=f"waiting for {revision} to be Ready")
         superseded = [("Normal", "RolloutSuperseded", f"rollout of {state.revision} superseded by {revision}")] \
             if state.phase.active else []
+        if revision == base:  # back to the spec that serves (e.g. after a failure): nothing to roll out
+            back = RolloutState(revision=revision, stable="", phase=Phase.SUCCEEDED, weight=100,
+                                message=f"{revision} is the stable revision: nothing to roll out")
+            return Decision(traffic_for(back), back, superseded)
+        start = RolloutState(revision=revision, stable=base, phase=Phase.PROGRESSING, step=-1, weight=0,
+                             message=f"waiting for {revision} to be Ready")
         return Decision(traffic_for(start), start,
                         [*superseded, ("Normal", "RolloutStarted", f"canary {revision}, stable {base}")], wait=0.0)
     if not state.phase.active:
