@@ -24,7 +24,7 @@ from tfms.cli.main import main
 
 ENV_VARS = ("TFMS_EMULATOR_PORT", "TFMS_EMULATOR_REST_PORT", "TFMS_LOG_LEVEL", "TFMS_POLL_INTERVAL",
             "TFMS_APPLY_TIMEOUT", "TFMS_PROJECT", "TFMS_REGION", "TFMS_CLOUDRUN_ENDPOINT", "TFMS_METRICS_URL",
-            "TFMS_ROUTER_HOST", "TFMS_LOCAL_DIR", "TFMS_LOCAL_IDLE_SECONDS")
+            "TFMS_ROUTER_HOST", "TFMS_LOCAL_DIR", "TFMS_LOCAL_IDLE_SECONDS", "TFMS_EMULATOR_HOST")
 
 
 @pytest.fixture(autouse=True)
@@ -114,6 +114,11 @@ SETTINGS_CASES = [
     pytest.param(["up", "--port", "0", "FILE"], {"TFMS_LOCAL_IDLE_SECONDS": "soon"}, 2,
                  "error: $TFMS_LOCAL_IDLE_SECONDS='soon': must be a number of seconds > 0, or off",
                  id="local-idle-seconds"),
+    pytest.param(["emulator", "--port", "0"], {"TFMS_EMULATOR_HOST": "999.1.1.1"}, 2,
+                 "error: $TFMS_EMULATOR_HOST='999.1.1.1': the emulator cannot listen there",
+                 id="emulator-host-env"),
+    pytest.param(["up", "--host", "192.0.2.7", "--port", "0", "FILE"], {}, 2,
+                 "error: --host='192.0.2.7': the emulator cannot listen there", id="up-host-flag"),
     pytest.param(["render", "FILE"], {"TFMS_REGION": "mars"}, 2,
                  "error: TFMS_REGION: must be a Cloud Run region such as us-central1 [region] (got 'mars'",
                  id="region-default"),

@@ -74,6 +74,8 @@ def test_spec_change_is_an_update_with_new_revision() -> None:
     assert plan.action is Action.UPDATE
     assert plan.changes[0] == f"template: revision {old.revision} -> {new.revision}"
     assert [c.path for c in plan.diff] == ["template.revision", "template.containers[0].env"]
+    # A changed field is compared with what runs now, so the message names the live revision.
+    assert plan.changes[1] == f"template.containers[0].env differs from the live revision {old.revision}"
 
 
 def test_traffic_proto_defaults_compare_equal() -> None:

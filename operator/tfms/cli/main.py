@@ -126,6 +126,18 @@ def _timeout(args: argparse.Namespace) -> float:
     return float(args.timeout) if args.timeout is not None else env_seconds(os.environ, "TFMS_APPLY_TIMEOUT", 600.0)
 
 
+def _host(args: argparse.Namespace) -> str:
+    """--host, else TFMS_EMULATOR_HOST: one line naming it if nothing can listen there."""
+    from tfms.emulator.listen import check_listenable
+
+    host = args.host or os.environ.get("TFMS_EMULATOR_HOST") or "127.0.0.1"
+    try:
+        check_listenable(host, "--host" if args.host else "$TFMS_EMULATOR_HOST", "the emulator")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return str(host)
+
+
 def _port(args: argparse.Namespace) -> int:
     """--port, else TFMS_EMULATOR_PORT."""
     if args.port is not None:
@@ -180,6 +192,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_emulator(args: argparse.Namespace) -> int:
     from tfms.emulator import EmulatorConfig, serve_forever
 
+    host, port = _host(args), _port(args)  # named before anything starts
     executor = None
     if args.local:
         from tfms.emulator.local import LocalExecutor
@@ -189,14 +202,14 @@ def cmd_emulator(args: argparse.Namespace) -> int:
         except ValueError as exc:  # a TFMS_* setting nothing can use, named by the executor
             raise UsageError(str(exc)) from None
     config = EmulatorConfig(ready_delay=args.ready_delay, state_file=args.state)
-    serve_forever(args.host, _port(args), config, executor, rest_port=args.rest_port)
+    serve_forever(host, port, config, executor, rest_port=args.rest_port)
     return EXIT_OK
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     from tfms.cli.up import up
 
-    return up(args.files, host=args.host, port=_port(args), timeout=_timeout(args),
+    return up(args.files, host=_host(args), port=_port(args), timeout=_timeout(args),
               model_check=_model_check(None, local=True))
 
 
@@ -272,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_rollout_parser(sub)
 
     p = sub.add_parser("emulator", help="run the local Cloud Run Admin API v2 emulator")
-    p.add_argument("--host", default=os.environ.get("TFMS_EMULATOR_HOST", "127.0.0.1"))
+    p.add_argument("--host", help="listen address (default $TFMS_EMULATOR_HOST, else 127.0.0.1)")
     p.add_argument("--port", type=port, default=None,
                    help=f"gRPC port, 0 for any (default $TFMS_EMULATOR_PORT or {DEFAULT_EMULATOR_PORT})")
     p.add_argument("--local", action="store_true", help="run every ready revision as a local model server")
@@ -285,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("up", help="serve manifests locally: emulator + model servers + router")
     p.add_argument("files", nargs="+", metavar="FILE|DIR")
-    p.add_argument("--host", default=os.environ.get("TFMS_EMULATOR_HOST", "127.0.0.1"))
+    p.add_argument("--host", help="listen address (default $TFMS_EMULATOR_HOST, else 127.0.0.1)")
     p.add_argument("--port", type=port, default=None,
                    help="emulator port, for `tfms apply --endpoint` while up runs (0 picks one; "
                         f"default $TFMS_EMULATOR_PORT or {DEFAULT_EMULATOR_PORT})")

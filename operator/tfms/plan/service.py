@@ -62,15 +62,16 @@ def plan_service(desired: RenderedService, live: Mapping[str, Any] | None) -> Pl
         return Plan(Action.NOT_OWNED, [f"Cloud Run service {desired.name} exists and is {who}"])
 
     changes = owned_changes(desired, live)
-    described = [_describe(c, desired.revision) for c in changes]
+    live_revision = str((live.get("template") or {}).get("revision") or "")
+    described = [_describe(c, live_revision) for c in changes]
     return Plan(Action.UPDATE if changes else Action.NONE, described, changes)
 
 
-def _describe(change: Change, revision: str) -> str:
+def _describe(change: Change, live_revision: str) -> str:
     if change.path == "template.revision":
         return f"template: revision {change.live or '(server-named)'} -> {change.desired}"
     if change.path.startswith("template."):
-        return f"{change.path} differs from revision {revision}"
+        return f"{change.path} differs from the live revision {live_revision or '(server-named)'}"
     if change.path == "traffic":
         return "traffic: split differs"
     if change.path == f"annotations.{ROLLOUT_ANNOTATION}":

@@ -37,6 +37,7 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from tfms.emulator.listen import check_listenable
 from tfms.emulator.local.loop import LoopThread
 from tfms.emulator.local.metrics import RouterMetrics
 
@@ -856,7 +857,7 @@ class Router:
 
     def __init__(self, host: str | None = None, *, backend_host: str = DEFAULT_HOST) -> None:
         self.host = host or os.environ.get(ROUTER_HOST_ENV) or DEFAULT_HOST
-        self._check_listenable(self.host, "router_host" if host else f"${ROUTER_HOST_ENV}")
+        check_listenable(self.host, "router_host" if host else f"${ROUTER_HOST_ENV}", "the router")
         self._url_host = self._url_host_for(self.host)
         self._backend_host = backend_host
         self._lock = threading.Lock()  # serialises writers; readers rely on atomic dict ops
@@ -888,19 +889,6 @@ class Router:
             else:
                 return future.result(10.0)
         return fn()
-
-    @staticmethod
-    def _check_listenable(host: str, source: str) -> None:
-        """A host nothing can listen on fails here, once and by name, not later as a failed
-        revision launch retried per service."""
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        try:
-            with socket.socket(family, socket.SOCK_STREAM) as probe:
-                probe.bind((host, 0))
-        except (OSError, UnicodeError) as exc:
-            reason = getattr(exc, "strerror", None) or str(exc)
-            raise ValueError(f"{source}={host!r}: the router cannot listen there ({reason}); use an address "
-                             "of this machine such as 127.0.0.1, ::1 or 0.0.0.0") from exc
 
     @staticmethod
     def _url_host_for(host: str) -> str:
