@@ -209,6 +209,8 @@ class LocalExecutor:
     def delete_service(self, service: str) -> None:
         if self._closed:
             return
+        with self._lock:
+            self._routed.pop(service, None)
         self._router.clear_routes(service)
         self._supervisor.call_soon(self._on_delete_service, service)
 
