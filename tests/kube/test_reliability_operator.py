@@ -235,7 +235,8 @@ def test_operator_stopped_mid_create_and_mid_delete_then_restarted(
         assert obj is not None and "tfms.dev/finalizer" in obj["metadata"]["finalizers"]  # held across the crash
         restart()
         kube.wait_for("object gone", lambda: _get(kube, "crash-create") is None, timeout=30)
-        assert PARENT + "crash-create" not in emulator.state.services
+        assert PARENT + "crash-create" not in emulator.state.services, [
+            (c.method, c.code) for c in emulator.control.calls if "crash-create" in str(c.request)]
     finally:
         emulator.control.delay("CreateService", 0)
         emulator.control.delay("DeleteService", 0)
