@@ -121,3 +121,18 @@ def test_fail_next_operation_on_delete_revision_changes_nothing(api: Api, emulat
     with pytest.raises(ValueError, match="non-OK"):
         emulator.control.fail_next_operation(grpc.StatusCode.OK)
     assert {c.transport for c in emulator.control.calls} == {"grpc"}
+
+
+def test_held_counts_calls_asleep_in_their_delay(api: Api, emulator: Emulator) -> None:
+    import threading
+
+    api.create_ready("svc")
+    emulator.control.delay("GetService", 0.5)
+    getter = threading.Thread(target=api.get, args=("svc",))
+    getter.start()
+    deadline = time.monotonic() + 10
+    while emulator.control.held("GetService") != 1:  # the call arrives, then sleeps
+        assert time.monotonic() < deadline, "the delayed call never arrived"
+        time.sleep(0.01)
+    getter.join(10)
+    assert emulator.control.held("GetService") == 0 and emulator.control.held("CreateService") == 0

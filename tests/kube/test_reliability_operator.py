@@ -223,7 +223,10 @@ def test_operator_stopped_mid_create_and_mid_delete_then_restarted(
         # created too (a refused ALREADY_EXISTS is retried after a fresh read, never permanent):
         # whatever the order, one service and one revision.
         assert _writes_per_service(emulator, ["crash-create"])["CreateService:crash-create"] >= 1
-        kube.wait_for("the dead operator's create answered", lambda: emulator.wait_executor_idle(0.1), 10)
+        # Its create is still asleep in the delay: were the delete below to come first, it would
+        # land after it and bring the service back (a late write Cloud Run would also obey).
+        kube.wait_for("the dead operator's create answered", lambda: emulator.control.held("CreateService") == 0
+                      and emulator.wait_executor_idle(0.1), 15)
         assert len(_revisions(emulator, "crash-create")) == 1
 
         emulator.control.delay("DeleteService", 6)

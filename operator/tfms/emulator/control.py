@@ -41,6 +41,7 @@ class Control:
         self._lock = threading.Lock()
         self._faults: dict[str, deque[_Fault]] = {}
         self._delays: dict[str, float] = {}
+        self._held: dict[str, int] = {}  # calls sleeping in their delay now, by method
         self._calls: list[Call] = []
         self._metadata: list[Metadata] = []
         self._revision_failures: deque[tuple[str, str]] = deque()
@@ -137,6 +138,11 @@ class Control:
         method = self._method(method_name)
         return [c.request for c in self.calls if c.method == method]
 
+    def held(self, method: str) -> int:
+        """Calls of `method` still sleeping in a delay: a test waits for 0 to know they went through."""
+        with self._lock:
+            return self._held.get(method, 0)
+
     def clear_calls(self) -> None:
         with self._lock:
             self._calls.clear()
@@ -152,7 +158,13 @@ class Control:
             self._metadata.append(metadata)
             delay = self._delays.get(method, 0.0)
         if delay:
-            time.sleep(delay)
+            with self._lock:
+                self._held[method] = self._held.get(method, 0) + 1
+            try:
+                time.sleep(delay)
+            finally:
+                with self._lock:
+                    self._held[method] -= 1
         with self._lock:
             faults = self._faults.get(method)
             if not faults:
