@@ -366,6 +366,17 @@ CASES: list[tuple[str, Mutator, set[tuple[str, str]]]] = [
         {("metadata.name", "name-type")},
     ),
     (
+        "NUL bytes (the revision could never start)",
+        lambda o: (_set("spec.model.basePath", "/tmp/a\x00b")(o),
+                   _set("spec.runtime.env", [{"name": "A", "value": "a\x00b"}])(o)),
+        {("spec.model.basePath", "nul-character"), ("spec.runtime.env[0].value", "nul-character")},
+    ),
+    (
+        "a quantity with a trailing space (parsed fine, refused by Cloud Run as written)",
+        _set("spec.runtime.resources", {"cpu": "2", "memory": "2Gi "}),
+        {("spec.runtime.resources.memory", "quantity-whitespace")},
+    ),
+    (
         "service account not an email",
         _set("spec.serviceAccount", "fraud-sa"),
         {("spec.serviceAccount", "service-account")},

@@ -8,10 +8,12 @@ import grpc
 
 from tests.conftest import base_object
 from tfms.api.validation import parse
+from tfms.backends.cloudrun import connected
 from tfms.cli.apply import apply_all
 from tfms.emulator import Emulator
 from tfms.plan.convergence import Phase
-from tfms.plan.rollout import Action
+from tfms.plan.rollout import Action, state_of
+from tfms.plan.rollout import Phase as RolloutPhase
 
 CANARY = {"strategy": "canary", "steps": [10, 50, 100], "interval": "50ms"}
 
@@ -50,6 +52,10 @@ async def test_candidate_that_cannot_start_gets_no_traffic(emulator: Emulator) -
     emulator.control.fail_next_revision("CONTAINER_MISSING", "Image not found.")
     (result,) = await apply_all([_spec(2)], emulator.address, interval=0.01, timeout=30)
     assert result.state.phase is Phase.FAILED
+    # The apply that saw it fail also recorded it: `rollout status` must not wait forever.
+    async with connected(emulator.address) as api:
+        state = state_of(await api.get_service(result.live["name"] if result.live else ""))
+    assert state is not None and state.phase is RolloutPhase.FAILED and "Image not found." in state.message
     canary_writes = [p for write in _traffic_writes(emulator) for (_r, p, tag) in write if tag == "canary"]
     assert canary_writes and max(canary_writes) == 0
 

@@ -149,6 +149,9 @@ def test_no_wait_reports_the_write_not_the_old_traffic(emulator: Emulator, tmp_p
     ({"service": "s", "phase": "Progressing", "revision": "s-b", "weight": 10, "step": 0, "stable": "s-a",
       "message": "step 1: 10%", "analysis": {"requests": 3}},
      "s: Progressing | canary s-b 10% (step 1), stable s-a | step 1: 10% | requests=3"),
+    ({"service": "s", "phase": "Succeeded", "revision": "s-b", "weight": 100, "step": -1, "stable": "s-b",
+      "message": "promoted on demand"},
+     "s: Succeeded | canary s-b 100% (step 1), stable s-b | promoted on demand"),
 ])
 def test_status_lines(row: dict[str, object], line: str) -> None:
     assert status_line(row) == line

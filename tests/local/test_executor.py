@@ -250,3 +250,11 @@ def test_children_die_with_a_killed_parent(tmp_path: Path, fake_server: Path) ->
         parent.wait(10)
         if parent.stdout is not None:
             parent.stdout.close()
+
+
+def test_a_nul_byte_fails_the_revision_instead_of_hanging_it(executor: LocalExecutor, events: RecordingEvents) -> None:
+    """Popen refuses it with ValueError: the revision must fail, not stay 'Deploying' forever."""
+    launch = make_launch("svc-00009-nul", env={"A": "a\x00b"})
+    executor.launch(launch)
+    outcome = events.wait(launch.revision)
+    assert outcome[:2] == ("failed", "HEALTH_CHECK_CONTAINER_ERROR") and "null byte" in outcome[2], outcome

@@ -325,6 +325,22 @@ def test_an_endless_device_is_read_only_up_to_the_limit(device: str) -> None:
         load([device])
 
 
+@pytest.mark.parametrize(("field", "value", "rule"), [
+    ("env", [{"name": "BIG", "value": "x" * 1_000_000}], "env-value-size"),
+    ("env", [{"name": f"V{i}", "value": "x" * 32768} for i in range(4)], None),  # within the CRD's limits
+    ("args", ["--x=" + "a" * 1_000_000], "schema-maxLength"),
+])
+def test_credential_scans_are_linear_in_the_value(field: str, value: list[Any], rule: str | None) -> None:
+    """The credential patterns used to be retried from every position: 100 KB took a minute, 3 MB
+    hours, in the CLI, the operator and the admission webhook alike."""
+    obj = base_object()
+    obj["spec"]["runtime"][field] = value
+    started = time.monotonic()
+    rules = [e.rule for e in validate(obj, DEFAULTS)]
+    assert rules == ([rule] if rule else [])
+    assert time.monotonic() - started < 5.0
+
+
 def test_deeply_nested_spec_through_the_api_is_a_field_error() -> None:
     """Regression: a spec nested a few thousand levels deep raised RecursionError out of validate()."""
     obj = base_object()

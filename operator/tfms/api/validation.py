@@ -83,17 +83,21 @@ def _spec_validator() -> jsonschema.protocols.Validator:
     return jsonschema.validators.extend(cls, type_checker=strict)(SPEC_SCHEMA)  # type: ignore[no-any-return]
 
 
-def _non_finite(value: Any, path: str) -> Iterator[FieldError]:
-    """NaN and infinities ('.nan', '.inf' in YAML) slip past minimum/maximum: every comparison
-    with NaN is false, so maxErrorRate: .nan would switch the check off."""
+def _unrepresentable(value: Any, path: str) -> Iterator[FieldError]:
+    """Values no schema keyword catches. NaN and infinities ('.nan', '.inf') slip past minimum and
+    maximum (every comparison with NaN is false: maxErrorRate: .nan would switch the check off);
+    a NUL byte cannot be in a process argument or an environment value, so the revision never starts."""
     if isinstance(value, float) and not math.isfinite(value):
         yield FieldError(path, "finite-number", "must be a finite number", str(value))
+    elif isinstance(value, str) and "\x00" in value:
+        yield FieldError(path, "nul-character", "must not contain a NUL character (no command line or "
+                         "environment can carry one)")
     elif isinstance(value, dict):
         for key, item in value.items():
-            yield from _non_finite(item, f"{path}.{key}")
+            yield from _unrepresentable(item, f"{path}.{key}")
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            yield from _non_finite(item, f"{path}[{i}]")
+            yield from _unrepresentable(item, f"{path}[{i}]")
 
 
 def _path(prefix: str, parts: Any) -> str:
@@ -251,13 +255,15 @@ CREDENTIAL_VALUES: Final = (
     ("env-gcp-api-key", "a Google API key", re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b")),
     ("env-aws-access-key", "an AWS access key ID", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
     ("env-aws-secret-key", "an AWS secret access key",
-     re.compile(r"aws_secret_access_key\s*[=:]\s*[A-Za-z0-9/+]{40}", re.I)),
+     re.compile(r"aws_secret_access_key\s{0,8}[=:]\s{0,8}[A-Za-z0-9/+]{40}", re.I)),
     ("env-token", "an access token (GitHub, Slack or a Google OAuth token)",
      re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|xox[abposr]-[A-Za-z0-9-]{10,}|ya29\.[0-9A-Za-z_-]{20,})")),
     ("env-url-password", "a URL with an embedded password",
-     re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@", re.I)),
+     # Every repeat is bounded (a scheme is short, user and password are one URL part each), so a
+     # megabyte of 'x' is scanned in linear time, not tried from every position to its end.
+     re.compile(r"(?<![a-z0-9+.-])[a-z][a-z0-9+.-]{0,31}://[^/\s:@]{1,256}:[^/\s@]{1,256}@", re.I)),
     ("env-password-assignment", "a literal password assignment",
-     re.compile(r"(?:password|passwd|secret|token|api_?key)\s*[=:]\s*\S{4,}", re.I)),
+     re.compile(r"(?:password|passwd|secret|token|api_?key)\s{0,8}[=:]\s{0,8}\S{4}", re.I)),
 )
 
 
@@ -284,6 +290,9 @@ def _resource_errors(runtime: Mapping[str, Any], scaling: Mapping[str, Any], reg
     gpu = runtime.get("gpu")
     gpu_kind = limits.GPU_KINDS.get(gpu.get("type", "")) if _is_dict(gpu) else None
     cpu_path, mem_path = "spec.runtime.resources.cpu", "spec.runtime.resources.memory"
+    for path, text in ((cpu_path, cpu_text), (mem_path, mem_text)):
+        if isinstance(text, str) and text != text.strip():  # Cloud Run refuses '2Gi ' as written
+            yield FieldError(path, "quantity-whitespace", "must not begin or end with spaces", text)
     if isinstance(cpu_text, str) and (cpu is None or cpu <= 0):
         yield FieldError(cpu_path, "cpu-quantity", "must be a CPU quantity such as \"1\", \"2\" or \"500m\"", cpu_text)
         cpu = None
@@ -619,7 +628,7 @@ def validate(obj: Mapping[str, Any], defaults: Defaults | None = None) -> list[F
         errors.append(too_deep)
         return sorted(set(errors))
     errors.extend(_schema_errors(spec))
-    errors.extend(_non_finite(spec, "spec"))
+    errors.extend(_unrepresentable(spec, "spec"))
     errors.extend(_rollout_intent_errors(spec))
     defaults = defaults or Defaults()
     defaulted = with_defaults(spec, defaults)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -115,6 +116,12 @@ async def apply_all(
                         return Result(svc, action_done, Convergence(Phase.FAILED, type(exc).__name__, str(exc)), None)
                     if state.reason == "Timeout" and time.monotonic() < deadline - 1.0:
                         continue
+                    if applied.rolling and state.phase is Phase.FAILED:
+                        # The candidate failed: one more pass writes that into the rollout state
+                        # (Failed, with Cloud Run's reason), so `rollout status` does not wait forever.
+                        with contextlib.suppress(BackendError):
+                            recorded = await apply_service(api, svc, rollout=replace(ctx, now=time.time()))
+                            view.update(svc.name, _describe_pass(recorded))
                     if not applied.rolling or state.phase is not Phase.READY:
                         return Result(svc, action_done, _rollout_outcome(applied, state), live)
                     if time.monotonic() >= deadline:

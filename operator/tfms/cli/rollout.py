@@ -62,7 +62,8 @@ def status_line(row: dict[str, Any]) -> str:
     """One service's rollout as `rollout status` prints it; steps count from 1 for people."""
     line = f"{row['service']}: {row['phase']}"
     if "revision" in row:
-        where = f"step {row['step'] + 1}" if row["step"] >= 0 else "not Ready yet"
+        waiting = row["step"] < 0 and row["phase"] in ("Progressing", "Paused")
+        where = "not Ready yet" if waiting else f"step {max(row['step'], 0) + 1}"
         line += (f" | canary {row['revision']} {row['weight']}% ({where}), stable {row['stable'] or '-'}"
                  f" | {row['message']}")
     figures = row.get("analysis") or {}

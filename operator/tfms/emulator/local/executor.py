@@ -368,7 +368,7 @@ class LocalExecutor:
             )
             argv = container_argv(container, bin_dir)
             rec.process = ContainerProcess.start(argv, env, rec.workdir, rec.log_path)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a NUL byte in an argument or env value
             self._fail(
                 rec,
                 HEALTH_CHECK_CONTAINER_ERROR,
