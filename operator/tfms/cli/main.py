@@ -135,7 +135,7 @@ def _host(args: argparse.Namespace) -> str:
         check_listenable(host, "--host" if args.host else "$TFMS_EMULATOR_HOST", "the emulator")
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    return str(host)
+    return host
 
 
 def _port(args: argparse.Namespace) -> int:
@@ -195,12 +195,9 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     host, port = _host(args), _port(args)  # named before anything starts
     executor = None
     if args.local:
-        from tfms.emulator.local import LocalExecutor
+        from tfms.cli.up import local_executor
 
-        try:
-            executor = LocalExecutor()
-        except ValueError as exc:  # a TFMS_* setting nothing can use, named by the executor
-            raise UsageError(str(exc)) from None
+        executor = local_executor()
     config = EmulatorConfig(ready_delay=args.ready_delay, state_file=args.state)
     serve_forever(host, port, config, executor, rest_port=args.rest_port)
     return EXIT_OK

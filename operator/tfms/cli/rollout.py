@@ -23,6 +23,7 @@ from tfms.cli.env import UsageError, env_seconds, positive_seconds
 from tfms.cli.files import load
 from tfms.plan.convergence import Phase
 from tfms.plan.rollout import Action, state_of
+from tfms.plan.rollout import Phase as RolloutPhase
 from tfms.render.cloudrun import render_service
 
 ACTIONS = ("status", *(a.value for a in Action))
@@ -48,7 +49,7 @@ def status_rows(live: dict[str, Any] | None, svc: TFModelService) -> dict[str, A
     if state is None:
         return {**row, "phase": "NoRollout"}
     # Once promoted, the candidate is the stable revision and the old one is kept (0%, tag prev).
-    promoted = state.phase.value == "Succeeded"
+    promoted = state.phase is RolloutPhase.SUCCEEDED
     row.update(phase=state.phase.value, revision=state.revision,
                stable=state.revision if promoted else state.stable, step=state.step,
                weight=state.weight, message=state.message, analysis=state.analysis,

@@ -11,6 +11,7 @@ import os
 import signal
 import threading
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from tfms.api.defaults import Defaults
 from tfms.cli.apply import apply_all, parse_all, results_table, tag_urls
@@ -18,6 +19,9 @@ from tfms.cli.env import UsageError
 from tfms.cli.files import load
 from tfms.plan.convergence import Phase
 from tfms.reconcile.preflight import ModelCheck
+
+if TYPE_CHECKING:
+    from tfms.emulator.local import LocalExecutor
 
 LOCAL_PROJECT = "tfms-local"
 
@@ -33,27 +37,31 @@ def _urls(results: list) -> list[str]:  # type: ignore[type-arg]
     return lines
 
 
+def local_executor() -> LocalExecutor:
+    """Revisions as local model servers; a TFMS_* setting they cannot use is a UsageError naming it."""
+    from tfms.emulator.local import LocalExecutor
+
+    try:
+        return LocalExecutor()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def up(files: list[str], *, host: str, port: int, timeout: float, model_check: ModelCheck | None = None) -> int:
     from tfms.emulator import Emulator, EmulatorConfig
-    from tfms.emulator.local import LocalExecutor
 
     env_defaults = Defaults.from_env(os.environ)
     defaults = Defaults(project=env_defaults.project or LOCAL_PROJECT, region=env_defaults.region,
                         image=env_defaults.image)
     services = parse_all(load(files), defaults)
 
+    executor = local_executor()
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        executor = LocalExecutor()
-    except ValueError as exc:  # a TFMS_* setting nothing can use, named by the executor
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        raise UsageError(str(exc)) from None
     emulator = Emulator(EmulatorConfig(), executor=executor)
     try:
         address = emulator.start(host, port, rest_port=0)
